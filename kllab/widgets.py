@@ -1,0 +1,148 @@
+"""The knob panel: widgets for direction, temperature, width (and extras) over a pure function.
+
+A notebook's sections call a pure function, say ``figures(direction, temperature, width)``,
+that returns plotly figures. :class:`KnobPanel` shows the same figures as
+``go.FigureWidget`` objects beside one widget per argument; moving a knob re-calls the
+function and updates the figures in place. Headless runs never build a panel: the numbers
+come from the plain function, so papermill, nbval and the panel agree by construction.
+
+Each FigureWidget is built from a complete figure in its constructor (never edited between
+construction and display), which is what renders reliably in JupyterLab and Voila.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+__all__ = ["KnobPanel", "choice", "slider", "log_slider", "options_slider"]
+
+_STYLE = {"description_width": "initial"}
+
+
+def choice(options: Sequence, value=None, description: str = "") -> W.ToggleButtons:
+    """A row of toggle buttons, e.g. for ``direction``."""
+    value = options[0] if value is None else value
+    if value not in options:
+        raise ValueError(f"{description or 'value'} must be one of {list(options)}; got {value!r}")
+    return W.ToggleButtons(options=list(options), value=value, description=description, style=_STYLE)
+
+
+def slider(low: float, high: float, value: float, step: float | None = None, description: str = "",
+           integer: bool = False) -> W.FloatSlider | W.IntSlider:
+    """A linear slider that only fires when released (no flood of recomputations)."""
+    if not low <= value <= high:
+        raise ValueError(f"{description or 'value'} must be in [{low}, {high}]; got {value!r}")
+    cls = W.IntSlider if integer else W.FloatSlider
+    kw = {} if step is None else {"step": step}
+    return cls(min=low, max=high, value=value, description=description, continuous_update=False,
+               style=_STYLE, layout=W.Layout(width="380px"), **kw)
+
+
+def log_slider(low: float, high: float, value: float, description: str = "", steps_per_decade: int = 10
+               ) -> W.FloatLogSlider:
+    """A base-10 log slider between ``low`` and ``high`` (both > 0)."""
+    if not 0 < low <= value <= high:
+        raise ValueError(f"{description or 'value'} must be in [{low}, {high}] (and > 0); got {value!r}")
+    return W.FloatLogSlider(min=math.log10(low), max=math.log10(high), value=value, base=10,
+                            step=1.0 / steps_per_decade, description=description, continuous_update=False,
+                            readout_format=".3g", style=_STYLE, layout=W.Layout(width="380px"))
+
+
+def options_slider(options: Sequence, value=None, description: str = "") -> W.SelectionSlider:
+    """A slider over a fixed list of values, e.g. widths 16, 64, 256, 1024."""
+    value = options[0] if value is None else value
+    if value not in options:
+        raise ValueError(f"{description or 'value'} must be one of {list(options)}; got {value!r}")
+    return W.SelectionSlider(options=list(options), value=value, description=description,
+                             continuous_update=False, style=_STYLE, layout=W.Layout(width="380px"))
+
+
+def _replace(fw: go.FigureWidget, new: go.Figure) -> None:
+    """Make ``fw`` show ``new``: in place when the traces line up, else swap the traces."""
+    with fw.batch_update():
+        same = len(fw.data) == len(new.data) and all(a.type == b.type for a, b in zip(fw.data, new.data))
+        if same:
+            for old_t, new_t in zip(fw.data, new.data):
+                old_t.update(new_t.to_plotly_json(), overwrite=True)
+        else:
+            fw.data = []
+            fw.add_traces(list(new.data))
+        fw.layout.update(new.layout.to_plotly_json(), overwrite=True)
+
+
+class KnobPanel:
+    """Widgets over a pure function that returns one figure or a list of figures.
+
+    Parameters
+    ----------
+    compute : callable
+        Called as ``compute(**values)`` with one keyword per knob; returns a
+        ``go.Figure`` or a sequence of them (always the same number).
+    knobs : mapping of argument name to widget
+        Build them with :func:`choice`, :func:`slider`, :func:`log_slider`,
+        :func:`options_slider`. Their initial values give the first view, which therefore
+        equals the headless run when the notebook passes its parameters.
+    title : str, optional
+        A line of text above the knobs.
+
+    Attributes
+    ----------
+    figures : list of go.FigureWidget
+    widget : ipywidgets.VBox
+        What the notebook displays (the panel itself displays as this).
+
+    A ``ValueError`` from ``compute`` (say, a knob at an edge where the toy is undefined)
+    is shown as a one-line message under the knobs and the figures keep their last view.
+    """
+
+    def __init__(self, compute: Callable[..., go.Figure | Sequence[go.Figure]],
+                 knobs: Mapping[str, W.ValueWidget], *, title: str | None = None):
+        if not knobs:
+            raise ValueError("knobs must name at least one widget; got none")
+        self.compute = compute
+        self.knobs = dict(knobs)
+        self.figures = [go.FigureWidget(f) for f in self._call()]
+        self.status = W.HTML(value="")
+        for w in self.knobs.values():
+            w.observe(self._on_change, names="value")
+        head = [W.HTML(f"<b>{html.escape(title)}</b>")] if title else []
+        controls = W.HBox(list(self.knobs.values()), layout=W.Layout(flex_flow="row wrap", gap="4px 16px"))
+        self.widget = W.VBox(head + [controls, self.status] + self.figures)
+
+    def values(self) -> dict:
+        """The knobs' current values, by argument name."""
+        return {name: w.value for name, w in self.knobs.items()}
+
+    def _call(self) -> list[go.Figure]:
+        out = self.compute(**self.values())
+        return [out] if isinstance(out, go.Figure) else list(out)
+
+    def _on_change(self, _change=None) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Re-call ``compute`` with the current knob values and redraw every figure."""
+        self.status.value = "<i>computing…</i>"
+        try:
+            figs = self._call()
+        except ValueError as err:
+            self.status.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+            return
+        for fw, fig in zip(self.figures, figs):
+            _replace(fw, fig)
+        self.status.value = ""
+
+    def set(self, **values) -> None:
+        """Set knobs by name (as a reader would), which redraws the figures."""
+        for name, v in values.items():
+            if name not in self.knobs:
+                raise ValueError(f"knob must be one of {list(self.knobs)}; got {name!r}")
+            self.knobs[name].value = v
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
