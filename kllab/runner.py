@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ast
 import html
+import os
+import sys
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +131,25 @@ def _write_html(nb_path: Path, html_path: Path) -> None:
     html_path.write_text(body, encoding="utf-8")
 
 
+@contextmanager
+def _stderr_to(path: Path):
+    """Send this process's file descriptor 2, and so the kernel's stderr, to ``path`` for a while.
+
+    The kernel inherits it at start: its start-up warnings and shutdown messages land in the
+    log next to the executed notebook instead of interleaving with the progress lines.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def run_one(target: Target, out_dir: Path, parameters: dict, *, timeout: int = 600) -> RunResult:
     """Execute one notebook; never raises for a notebook error (the result says what failed)."""
     import papermill
@@ -139,9 +161,10 @@ def run_one(target: Target, out_dir: Path, parameters: dict, *, timeout: int = 6
     t0 = time.perf_counter()
     error = ""
     try:
-        papermill.execute_notebook(
-            str(target.path), str(out_ipynb), parameters=parameters, kernel_name=KERNEL,
-            progress_bar=False, cwd=str(target.path.parent), execution_timeout=timeout)
+        with _stderr_to(out_ipynb.with_suffix(".log")):
+            papermill.execute_notebook(
+                str(target.path), str(out_ipynb), parameters=parameters, kernel_name=KERNEL,
+                progress_bar=False, cwd=str(target.path.parent), execution_timeout=timeout)
     except PapermillExecutionError as err:
         error = _describe_failure(out_ipynb, err)
     except Exception as err:  # kernel died, timeout, bad notebook: report, go on with the others
