@@ -143,8 +143,9 @@ def kl_from_logits(logits_p, logits_q, temperature: float = 1.0, *,
         logits_p, logits_q = logits_q, logits_p
     logp = torch.log_softmax(logits_p / temperature, dim=-1)
     logq = torch.log_softmax(logits_q / temperature, dim=-1)
-    # Fast path: exactly torch's kl_div arithmetic, then repair only the rows that came out NaN.
-    out = (logp.exp() * (logp - logq)).sum(-1)
+    # Fast path: torch's own fused kernel (note its argument order: model first), then repair
+    # only the rows that came out NaN.
+    out = torch.nn.functional.kl_div(logq, logp, reduction="none", log_target=True).sum(-1)
     bad = torch.isnan(out)
     if bad.any():
         which = ("logits_q", "logits_p") if direction == "reverse" else ("logits_p", "logits_q")
