@@ -68,11 +68,17 @@ def _replace(fw: go.FigureWidget, new: go.Figure) -> None:
         same = len(fw.data) == len(new.data) and all(a.type == b.type for a, b in zip(fw.data, new.data))
         if same:
             for old_t, new_t in zip(fw.data, new.data):
-                old_t.update(new_t.to_plotly_json(), overwrite=True)
+                new_json = new_t.to_plotly_json()
+                # Properties the new trace leaves unset (fill=None, say) must not keep their old values.
+                stale = {k: None for k in old_t.to_plotly_json() if k not in new_json and k not in ("uid", "type")}
+                old_t.update(stale, overwrite=True)
+                old_t.update(new_json, overwrite=True)
         else:
             fw.data = []
             fw.add_traces(list(new.data))
-        fw.layout.update(new.layout.to_plotly_json(), overwrite=True)
+        new_layout = new.layout.to_plotly_json()
+        fw.layout.update({k: None for k in fw.layout.to_plotly_json() if k not in new_layout}, overwrite=True)
+        fw.layout.update(new_layout, overwrite=True)
 
 
 class KnobPanel:

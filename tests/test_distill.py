@@ -8,7 +8,7 @@ import torch
 from kllab.distill import kd_gradient, kd_loss
 from kllab.divergences import js, kl
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def logits(seed, shape=(6, 10)):

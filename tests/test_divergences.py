@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from kllab import divergences as D
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 INF = math.inf
 
 

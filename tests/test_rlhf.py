@@ -8,7 +8,7 @@ import torch
 from kllab import rlhf
 from kllab.divergences import kl
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def problem(k=6, seed=0):

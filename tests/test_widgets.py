@@ -32,14 +32,18 @@ def run_until_check(path, overrides):
 
 
 def other_value(w):
+    """A different value a reader could pick: another option, or halfway to the far end of a slider."""
     if isinstance(w, (W.ToggleButtons, W.Dropdown, W.SelectionSlider, W.RadioButtons)):
         opts = [o[1] if isinstance(o, tuple) else o for o in w.options]
         return opts[-1] if w.value == opts[0] else opts[0]
     if isinstance(w, W.FloatLogSlider):
         hi, lo = w.base ** w.max, w.base ** w.min
-        return lo if math.isclose(w.value, hi) else hi
+        far = lo if math.isclose(w.value, hi) else hi
+        return math.sqrt(w.value * far)
     if isinstance(w, (W.FloatSlider, W.IntSlider)):
-        return w.min if w.value == w.max else w.max
+        far = w.min if w.value == w.max else w.max
+        mid = (w.value + far) / 2
+        return round(mid) if isinstance(w, W.IntSlider) else mid
     raise AssertionError(f"unknown knob widget {type(w).__name__}")
 
 
@@ -53,7 +57,12 @@ def edges(w):
 
 
 def snapshot(panel):
-    return [json.dumps(f.to_plotly_json()["data"], sort_keys=True, default=str) for f in panel.figures]
+    """The figures' data, without the per-trace uids that plotly regenerates when traces are replaced."""
+    out = []
+    for f in panel.figures:
+        data = [{k: v for k, v in t.items() if k != "uid"} for t in f.to_plotly_json()["data"]]
+        out.append(json.dumps(data, sort_keys=True, default=str))
+    return out
 
 
 @notebook_params
@@ -92,8 +101,11 @@ def _demo_panel():
     def compute(direction, t, width, k):
         if t > 9:
             raise ValueError(f"t must be <= 9; got {t}")
-        fig = go.Figure(go.Scatter(x=[0, 1], y=[t, width * k], name=direction))
+        fig = go.Figure(go.Scatter(x=[0, 1], y=[t, width * k], name=direction,
+                                   fill="tozeroy" if direction == "forward" else None))
         fig.update_layout(title=f"{direction} {t}")
+        if k == 2:
+            fig.add_hline(y=1.0)
         return fig
 
     return KnobPanel(compute, {"direction": choice(["forward", "reverse"], "forward", "direction"),
@@ -108,8 +120,12 @@ def test_panel_updates_in_place_and_reports_value_errors():
     panel.set(t=2.0)
     assert panel.figures[0] is fw and list(fw.data[0].y) == [2.0, 1.0]
     assert fw.layout.title.text == "forward 2.0"
+    assert fw.data[0].fill == "tozeroy"
+    panel.set(k=2)
+    assert len(fw.layout.shapes) == 1
     panel.set(direction="reverse", k=4)
     assert fw.data[0].name == "reverse" and list(fw.data[0].y) == [2.0, 4.0]
+    assert fw.data[0].fill is None and len(fw.layout.shapes) == 0  # nothing stale from earlier views
     panel.set(t=9.5)
     assert "t must be &lt;= 9; got 9.5" in panel.status.value
     assert list(fw.data[0].y) == [2.0, 4.0]  # the last good view stays

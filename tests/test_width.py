@@ -7,7 +7,7 @@ import torch
 
 from kllab.width import MLP, empirical_ntk, relu_ntk, train_mse
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def circle(n):
