@@ -8,6 +8,7 @@ never import this module.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -38,9 +39,14 @@ def _color(name: str, i: int) -> str:
 
 
 def _layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, height: int) -> go.Figure:
+    # The legend sits between the title and the plot: leave one line of margin per legend row
+    # (about 100 characters of names fit on a row at the default width), so they never overlap.
+    names = [t.name for t in fig.data if t.name and t.showlegend is not False]
+    rows = math.ceil(sum(len(n) + 6 for n in names) / 100) if len(names) > 1 else 0
     fig.update_layout(
-        title={"text": title, "x": 0.02, "xanchor": "left"}, xaxis_title=xlabel, yaxis_title=ylabel,
-        template="plotly_white", height=height, margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        title={"text": title, "x": 0.02, "xanchor": "left", "y": 0.98, "yanchor": "top", "yref": "container"},
+        xaxis_title=xlabel, yaxis_title=ylabel,
+        template="plotly_white", height=height + 20 * rows, margin={"l": 60, "r": 20, "t": 50 + 22 * rows, "b": 50},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
     )
     return fig
