@@ -1,4 +1,4 @@
-"""The ``kllab`` command: ``kllab list``, ``kllab run``, ``kllab strip``."""
+"""The ``kllab`` command: ``kllab list``, ``kllab run``, ``kllab strip``, ``kllab dashboard``."""
 
 from __future__ import annotations
 
@@ -65,6 +65,16 @@ def _cmd_strip(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import serve
+
+    try:
+        return serve(args.notebook, port=args.port, open_browser=not args.no_browser)
+    except (ValueError, RuntimeError) as err:
+        print(f"kllab dashboard: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kllab", description="Divergences in machine learning, one notebook per paper.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     p.add_argument("--execute", action="store_true", help="run with the defaults first, to refresh the check output")
     p.set_defaults(func=_cmd_strip)
+
+    p = sub.add_parser("dashboard", help="serve the notebooks as Voila dashboards on 127.0.0.1")
+    p.add_argument("notebook", nargs="?", metavar="PAPER_OR_NOTEBOOK",
+                   help="one catalog id, slug or notebook; default: the gallery (the whole notebooks folder)")
+    p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="only print the URL")
+    p.set_defaults(func=_cmd_dashboard)
 
     args = parser.parse_args(argv)
     try:
