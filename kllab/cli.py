@@ -1,4 +1,4 @@
-"""The ``kllab`` command: ``kllab list``, ``kllab run``, ``kllab strip``, ``kllab dashboard``."""
+"""The ``kllab`` command: ``kllab list``, ``kllab run``, ``kllab strip``, ``kllab dashboard``, ``kllab sweep``, ``kllab plot``."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name, value in args.param or []:
         params[name] = parse_value(value)
     try:
-        results = run(args.notebooks, fast=args.fast, parameters=params, out_dir=args.out)
+        results = run(args.notebooks, fast=args.fast, parameters=params, out_dir=args.out, png=args.png)
     except ValueError as err:
         print(f"kllab run: {err}", file=sys.stderr)
         return 2
@@ -69,10 +69,52 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     from .dashboard import serve
 
     try:
-        return serve(args.notebook, port=args.port, open_browser=not args.no_browser)
+        return serve(args.notebook, port=args.port, open_browser=not args.no_browser, preheat=args.preheat)
     except (ValueError, RuntimeError) as err:
         print(f"kllab dashboard: {err}", file=sys.stderr)
         return 2
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import parse_assignment, parse_grid, sweep
+
+    try:
+        grid = parse_grid(args.grid or [])
+        fixed = dict(parse_assignment(p) for p in args.param or [])
+        table = sweep(args.notebook, grid, fixed, out=args.out, workers=args.workers, dask=args.dask,
+                      force=args.force, fresh_kernels=args.fresh_kernels, timeout=args.timeout, plot=args.plot or [])
+    except ValueError as err:
+        print(f"kllab sweep: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print()
+    print(table.format(width=110))
+    if table.failed:
+        print(f"\n{len(table.failed)} of {len(table)} point(s) failed:", file=sys.stderr)
+        for row in table.failed:
+            point = " ".join(f"{k}={row[k]!r}" for k in table.grid)
+            print(f"  {point}: {row['error']}", file=sys.stderr)
+    return min(len(table.failed), 100)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .sweep import load
+
+    try:
+        table = load(args.folder)
+        metrics = args.metrics or [m for m in table.metrics
+                                   if any(isinstance(v, (int, float)) for v in table.column(m))]
+        if args.out and len(metrics) != 1:
+            raise ValueError(f"--out needs exactly one METRIC; got {len(metrics)}")
+        for metric in metrics:
+            path = Path(args.out) if args.out else Path(args.folder) / f"{metric}.html"
+            table.figure(metric).write_html(path, include_plotlyjs="directory")
+            print(f"figure: {path}")
+    except ValueError as err:
+        print(f"kllab plot: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="set a notebook parameter; VALUE is read as a Python literal where it parses")
     p.add_argument("--out", default="build/run", help="output folder (default: build/run)")
+    p.add_argument("--png", action="store_true", help="also write every figure as a PNG (needs Chrome or Chromium)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("strip", help="put notebooks in committed form (outputs only in check cells)")
@@ -101,7 +144,40 @@ def main(argv: list[str] | None = None) -> int:
                    help="one catalog id, slug or notebook; default: the gallery (the whole notebooks folder)")
     p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     p.add_argument("--no-browser", action="store_true", help="only print the URL")
+    p.add_argument("--preheat", action="store_true",
+                   help="keep one kernel per notebook ready, so pages open at once (about 0.5 GB each)")
     p.set_defaults(func=_cmd_dashboard)
+
+    p = sub.add_parser("sweep", help="run one notebook over a grid of parameter values, in parallel, into one table",
+                       description="Run NOTEBOOK once per point of the grid (the product of the --grid values), on "
+                                   "local worker processes or a Dask cluster, and write OUT/results.csv (one row per "
+                                   "point: parameters, status, error, seconds, recorded values) and OUT/notebooks/. "
+                                   "Points already ok in OUT are skipped. Exit status: the number of failed points "
+                                   "(at most 100); 2 for a refused command line; 130 if interrupted.")
+    p.add_argument("notebook", metavar="PAPER_OR_NOTEBOOK", help="a catalog id (P37), slug or .ipynb path")
+    p.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
+                   help="a parameter and its values (Python literals where they parse); repeat for a product")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="a parameter fixed for every point, e.g. -p FAST=True")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for results.csv, notebooks/ and figures")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="local worker processes (default: one per core)")
+    where.add_argument("--dask", metavar="ADDRESS", help="run on the dask.distributed scheduler at ADDRESS "
+                       "(e.g. tcp://10.0.0.5:8786); its workers need kllab installed")
+    p.add_argument("--force", action="store_true", help="run every point again, even those already ok in DIR")
+    p.add_argument("--fresh-kernels", action="store_true",
+                   help="start a new kernel for every point (default: one kept kernel per worker, reset between points)")
+    p.add_argument("--timeout", type=int, default=600, metavar="SECONDS", help="time allowed per cell (default 600)")
+    p.add_argument("--plot", action="append", metavar="METRIC",
+                   help="write DIR/METRIC.html: METRIC against the first grid parameter (repeatable)")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("plot", help="figure of a sweep: a recorded quantity against the first grid parameter")
+    p.add_argument("folder", metavar="DIR", help="a sweep's folder (with results.csv)")
+    p.add_argument("metrics", nargs="*", metavar="METRIC", help="recorded quantities (default: every numeric one)")
+    p.add_argument("--out", default=None, metavar="FILE", help="the HTML file (default DIR/METRIC.html)")
+    p.set_defaults(func=_cmd_plot)
 
     args = parser.parse_args(argv)
     try:

@@ -7,6 +7,7 @@ only the ``notebooks/`` folder served.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -29,12 +30,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def voila_command(port: int, notebook: str | None = None) -> list[str]:
-    """The Voila command line for the whole notebooks folder, or for one notebook in it."""
+def voila_command(port: int, notebook: str | None = None, *, preheat: bool = False) -> list[str]:
+    """The Voila command line for the whole notebooks folder, or for one notebook in it.
+
+    With ``preheat``, Voila keeps one kernel per notebook that has already run it, so a page
+    opens at once (each costs a kernel's memory, about 0.5 GB); cells then appear all together
+    instead of progressively.
+    """
     root = catalog.NOTEBOOK_DIR
     target = [str(root / notebook)] if notebook else [str(root)]
-    return [sys.executable, "-m", "voila", *target, f"--port={port}", "--no-browser",
-            "--Voila.config_file_paths", str(CONFIG_DIR), f"--Voila.root_dir={root}"]
+    cmd = [sys.executable, "-m", "voila", *target, f"--port={port}", "--no-browser",
+           "--Voila.config_file_paths", str(CONFIG_DIR), f"--Voila.root_dir={root}"]
+    if preheat:
+        cmd += ["--preheat_kernel=True", "--pool_size=1", "--progressive_rendering=False"]
+    return cmd
 
 
 def _resolve(key: str | None) -> str | None:
@@ -65,16 +74,23 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> N
     raise RuntimeError(f"Voila did not listen on port {port} within {timeout:.0f} s")
 
 
-def serve(key: str | None = None, *, port: int | None = None, open_browser: bool = True) -> int:
+def serve(key: str | None = None, *, port: int | None = None, open_browser: bool = True,
+          preheat: bool = False) -> int:
     """Start Voila, print the URL, and serve until Ctrl-C. Returns Voila's exit status."""
     notebook = _resolve(key)
     port = port or free_port()
-    proc = subprocess.Popen(voila_command(port, notebook))
+    # A SIGTERM (a service manager, a test) must stop Voila too: turn it into SystemExit so that
+    # the finally clause below runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    proc = subprocess.Popen(voila_command(port, notebook, preheat=preheat))
     try:
         wait_for_port(port, proc)
-        url = f"http://127.0.0.1:{port}/" + (f"voila/render/{notebook}" if notebook else "voila/render/index.ipynb")
-        print(f"kllab dashboard: serving {'the gallery' if not notebook else notebook} at\n  {url}\n"
-              f"(all notebooks: http://127.0.0.1:{port}/voila/tree; Ctrl-C stops)", flush=True)
+        base = f"http://127.0.0.1:{port}/"
+        if notebook:  # Voila serves a single notebook at its root
+            url, more = base, "Ctrl-C stops"
+        else:
+            url, more = base + "voila/render/index.ipynb", f"all notebooks: {base}voila/tree; Ctrl-C stops"
+        print(f"kllab dashboard: serving {notebook or 'the gallery'} at\n  {url}\n({more})", flush=True)
         if open_browser:
             webbrowser.open(url)
         return proc.wait()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import html
+import json
 import os
 import sys
 import time
@@ -214,8 +215,46 @@ tr.failed{{background:#fdd}} tr.ok td:nth-child(3){{color:#070}}</style></head><
     return index
 
 
+RESULTS_FILE = "results.json"
+
+
+def _write_results(results: Sequence[RunResult], out_dir: Path, parameters: dict) -> Path:
+    """A machine-readable summary of the run, read by the gallery (``kllab.gallery``)."""
+    data = {"finished": time.strftime("%Y-%m-%d %H:%M"), "parameters": {k: repr(v) for k, v in parameters.items()},
+            "notebooks": {r.target.label: {"ok": r.ok, "check": r.checks[0] if r.checks else "", "error": r.error,
+                                           "seconds": round(r.seconds, 1), "file": r.target.path.name}
+                          for r in results}}
+    path = out_dir / RESULTS_FILE
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return path
+
+
+def write_pngs(nb_path: Path, folder: Path) -> list[Path]:
+    """Each plotly figure of an executed notebook as a PNG (kaleido; needs a Chrome or Chromium).
+
+    Returns the files written, ``folder/figure-01.png`` and so on, in the notebook's order.
+    """
+    import plotly.io as pio
+
+    figs = [out["data"][PLOTLY_JSON] for cell in nbformat.read(nb_path, as_version=4).cells
+            for out in cell.get("outputs", []) if PLOTLY_JSON in out.get("data", {})]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"figure-{i:02d}.png" for i in range(1, len(figs) + 1)]
+    if figs:
+        pio.write_images([pio.from_json(json.dumps(f)) for f in figs], paths, width=900, height=500)
+    return paths
+
+
+def _check_png_support() -> None:
+    import shutil
+
+    if not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome")):
+        raise ValueError("--png needs Chrome or Chromium for kaleido; none found on PATH "
+                         "(on Debian: apt-get install chromium)")
+
+
 def run(keys: Sequence[str] = (), *, fast: bool = False, parameters: dict | None = None,
-        out_dir: Path | str = "build/run", echo: Callable[[str], None] = print) -> list[RunResult]:
+        out_dir: Path | str = "build/run", png: bool = False, echo: Callable[[str], None] = print) -> list[RunResult]:
     """Run notebooks headless and return one result per notebook.
 
     Parameters
@@ -223,9 +262,12 @@ def run(keys: Sequence[str] = (), *, fast: bool = False, parameters: dict | None
     keys : catalog ids, slugs or notebook paths (all catalog notebooks when empty)
     fast : pass ``FAST=True``
     parameters : extra parameters; names are checked against each notebook's parameters cell
-    out_dir : where the executed notebooks, their HTML pages and ``index.html`` go
+    out_dir : where the executed notebooks, their HTML pages, ``index.html`` and ``results.json`` go
+    png : also write each figure as a PNG under ``out_dir/<notebook>/`` (needs Chrome or Chromium)
     """
     targets = resolve(keys)
+    if png:
+        _check_png_support()
     params = {"INTERACTIVE": False, **({"FAST": True} if fast else {}), **(parameters or {})}
     for t in targets:  # refuse unknown names before anything runs
         known = _notebook_parameters(t.path)
@@ -240,8 +282,12 @@ def run(keys: Sequence[str] = (), *, fast: bool = False, parameters: dict | None
         r = run_one(t, out_dir, params)
         echo(f"      {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f} s"
              f"{'' if r.ok else ': ' + r.error}")
+        if png and r.ipynb is not None:
+            pngs = write_pngs(r.ipynb, out_dir / t.path.stem)
+            echo(f"      {len(pngs)} PNG figure(s) in {out_dir / t.path.stem}/")
         results.append(r)
     index = _write_index(results, out_dir, params)
+    _write_results(results, out_dir, params)
     echo("")
     echo(format_table(results))
     echo(f"\nexecuted notebooks and HTML pages: {out_dir}/  (open {index})")

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 
@@ -80,3 +81,47 @@ def test_strip_keeps_only_check_output(tmp_path):
     again = nbformat.read(path, as_version=4)
     assert "widgets" not in again.metadata
     assert [c for c in again.cells if c.cell_type == "code" and c.outputs and not c.source.startswith("# NBVAL")] == []
+
+
+def test_run_png_and_results_feed_the_gallery(tmp_path):
+    import json
+
+    from kllab.gallery import cards_html, last_run
+
+    out = kllab("run", "P37", "--fast", "--png", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    pngs = sorted((tmp_path / "p37-rapo").glob("figure-*.png"))
+    assert len(pngs) >= 3 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["notebooks"]["P37"]["ok"] and results["notebooks"]["P37"]["check"].startswith("CHECK P37 ok")
+    page = cards_html(run=last_run(tmp_path / "results.json"))
+    assert "check ok" in page and "check failed" not in page
+
+
+def test_dashboard_serves_and_prints_url():
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "kllab.cli", "dashboard", "P37", "--no-browser", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert "kllab dashboard: serving p37-rapo.ipynb at" in lines[0]
+        url = lines[1].strip()
+        assert url == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url, timeout=120) as resp:
+            assert resp.status == 200 and "P37" in resp.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    # Voila went with it: nothing listens on the port any more.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_dashboard_refuses_paper_without_notebook():
+    out = kllab("dashboard", "P01", "--no-browser")
+    assert out.returncode == 2 and "P01" in out.stderr and "has no notebook yet" in out.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_NAME = {"pytorch-cpu": "torch"}  # conda-forge's CPU build of torch
+CONDA_NAME = {"pytorch-cpu": "torch", "python-kaleido": "kaleido"}  # conda-forge names
 
 
 def _name(spec: str) -> tuple[str, str]:
@@ -48,6 +48,10 @@ def test_binder_environment_matches_and_postbuild_installs_kllab():
     assert post[0].startswith("#!") and post[1:].count("set -e") == 1
     assert any(re.search(r"pip install .*-e \.$", ln) for ln in post)
     assert (ROOT / "binder" / "postBuild").stat().st_mode & 0o111, "postBuild must be executable"
+    for ln in post:  # every repository file postBuild copies exists
+        m = re.match(r"cp (\S+) ", ln)
+        if m:
+            assert (ROOT / m.group(1)).exists(), m.group(1)
 
 
 def test_readme_links_point_at_existing_paths():
