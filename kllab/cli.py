@@ -150,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("sweep", help="run one notebook over a grid of parameter values, in parallel, into one table",
                        description="Run NOTEBOOK once per point of the grid (the product of the --grid values), on "
-                                   "local worker processes or a Dask cluster, and write OUT/results.csv (one row per "
-                                   "point: parameters, status, error, seconds, recorded values) and OUT/notebooks/. "
-                                   "Points already ok in OUT are skipped. Exit status: the number of failed points "
-                                   "(at most 100); 2 for a refused command line; 130 if interrupted.")
+                                   "local workers or a Dask cluster, and write DIR/results.csv (one row per point: "
+                                   "parameters, status, error, seconds, recorded values) and DIR/notebooks/. Points "
+                                   "already ok in DIR are skipped. Exit status: the number of failed points (at most "
+                                   "100); 2 for a refused command line; 130 if interrupted.")
     p.add_argument("notebook", metavar="PAPER_OR_NOTEBOOK", help="a catalog id (P37), slug or .ipynb path")
     p.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
                    help="a parameter and its values (Python literals where they parse); repeat for a product")
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for results.csv, notebooks/ and figures")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="local worker processes (default: one per core)")
+                       help="local workers, each with its own kernel (default: one per core)")
     where.add_argument("--dask", metavar="ADDRESS", help="run on the dask.distributed scheduler at ADDRESS "
                        "(e.g. tcp://10.0.0.5:8786); its workers need kllab installed")
     p.add_argument("--force", action="store_true", help="run every point again, even those already ok in DIR")

@@ -444,7 +444,7 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence], parameters: Mappin
     out : folder for ``results.csv``, ``sweep.json``, ``notebooks/`` and the figures. If it
         holds the same sweep (same notebook, grid names and fixed parameters), the points
         already ``ok`` there are not run again (failed ones are), unless ``force``.
-    workers : local worker processes (default: one per available core)
+    workers : local workers, each driving its own kernel (default: one per available core)
     dask : a ``dask.distributed`` scheduler address (``"tcp://host:8786"``) or ``Client``;
         the points then run on that cluster's workers, which need kllab installed.
     fresh_kernels : a new kernel for every point instead of one kept kernel per worker
@@ -464,7 +464,12 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence], parameters: Mappin
     target = runner.resolve([str(notebook)])[0]
     grid, fixed = _check(target, grid, parameters or {})
     if dask is not None and workers is not None:
-        raise ValueError(f"give workers (local processes) or dask (a cluster), not both; got workers={workers!r}")
+        raise ValueError(f"give workers (local) or dask (a cluster), not both; got workers={workers!r}")
+    if dask is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ValueError("dask needs dask.distributed installed: pip install 'dask[distributed]'") from None
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be an integer >= 1; got {workers!r}")
     for metric in plot:

@@ -188,11 +188,16 @@ def test_interrupt_keeps_finished_rows(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "kllab.cli", "sweep", "P37", "--grid",
                           "BETA=0.05,0.1,0.2,0.5,1.0,2.0,3.0,4.0", "-p", "FAST=True", "--out", str(out),
                           "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(r["status"] == "ok" for r in _rows_if_any(out)):
-        time.sleep(0.1)
-    p.send_signal(signal.SIGINT)
-    stdout, _ = p.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(r["status"] == "ok" for r in _rows_if_any(out)):
+            time.sleep(0.1)
+        p.send_signal(signal.SIGINT)
+        stdout, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:  # it did not stop: do not leave it running
+            p.kill()
+            p.communicate()
     assert p.returncode == 130
     assert "interrupted" in stdout and "run the same sweep again to resume" in stdout
     rows = _csv(out)
