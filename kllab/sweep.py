@@ -501,7 +501,7 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence], parameters: Mappin
     shape = " x ".join(f"{len(v)} {k}" for k, v in grid.items())
     echo(f"sweep {target.label} ({target.path.name}): {_points(len(points))} ({shape}); "
          + (f"{len(points) - len(todo)} already done in {out}, " if len(todo) < len(points) else "")
-         + f"{len(todo)} to run on {where}")
+         + (f"{len(todo)} to run on {where}" if todo else "nothing to run"))
 
     source = target.path.read_text(encoding="utf-8")
     tasks = [{"source": source, "name": target.path.name, "path": str(target.path),

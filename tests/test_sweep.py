@@ -97,7 +97,7 @@ def test_resume_skips_done_points_and_force_reruns(swept, tmp_path):
     t0 = time.perf_counter()
     res = kllab("sweep", "P37", *GRID_ARGS, "-p", "FAST=True", "--out", str(out))
     assert res.returncode == 0, res.stderr
-    assert "4 already done" in res.stdout and "0 to run" in res.stdout and "[1/" not in res.stdout
+    assert "4 already done" in res.stdout and "nothing to run" in res.stdout and "[1/" not in res.stdout
     assert _csv(out) == before
     assert time.perf_counter() - t0 < first
     # another fixed parameter is another sweep: refused, nothing runs
