@@ -102,9 +102,9 @@ def test_dashboard_serves_and_prints_url():
     import socket
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from kllab.dashboard import free_port
+
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "kllab.cli", "dashboard", "P37", "--no-browser", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
