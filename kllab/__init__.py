@@ -1,15 +1,27 @@
 """kllab: learn, teach and explore the Kullback-Leibler divergence and its relatives.
 
-Modules (one concept each). Numerics: :mod:`~kllab.divergences`, :mod:`~kllab.distributions`,
-:mod:`~kllab.fitting`, :mod:`~kllab.distill`, :mod:`~kllab.rlhf`, :mod:`~kllab.width`,
-:mod:`~kllab.kernels`, :mod:`~kllab.matching`, :mod:`~kllab.sequences`. Presentation:
-:mod:`~kllab.plots`, :mod:`~kllab.widgets`, :mod:`~kllab.gallery`. Running: :mod:`~kllab.catalog`,
-:mod:`~kllab.runner`, :mod:`~kllab.record`, :mod:`~kllab.sweep`, :mod:`~kllab.execution`,
-:mod:`~kllab.dashboard`, :mod:`~kllab.nbtools`, :mod:`~kllab.cli`.
-The numerics never import plotly or ipywidgets; only ``plots`` and ``widgets`` do.
+Three layers, one subpackage each; a layer imports only the layers above it in this list.
+
+``kllab.maths``
+    The numerics: torch, NumPy, SciPy and POT only, one module per concept shared between
+    papers (``divergences``, ``distributions``, ``fitting``, ``distill``, ``rlhf``, ``width``,
+    ``kernels``, ``matching``, ``sequences``, ...), plus ``validation`` (the checks behind every
+    "NAME must be ...; got ..." message). A new paper's numerics go into the module of their
+    concept, or a new module named after the concept (never after the paper); their tests go
+    into ``tests/maths/test_<module>.py``.
+``kllab.ui``
+    The presentation: plotly and ipywidgets. ``plots`` (figure builders), ``widgets`` (the knob
+    panel), ``gallery`` (the landing page's cards).
+``kllab.harness``
+    The notebook machinery: Jupyter, papermill, Voila, Dask. ``catalog`` (the 44 papers, from
+    ``catalog.toml``), ``scaffold`` (``kllab new``), ``engine`` (kept-kernel execution, shared by
+    runs, sweeps and tests), ``run``, ``sweep``, ``record``, ``nbtools``, ``dashboard``, ``cli``.
+
+A paper's notebook is ``notebooks/<slug>.ipynb`` (``kllab new P02`` writes its skeleton); the
+tests of every notebook (``tests/notebooks/``) pick it up from the catalog.
 
 Math order everywhere: ``f(p, q)`` is D(p‖q), with p the reference (data, teacher,
 target) and q the model. ``direction="forward"`` is KL(p‖q), ``"reverse"`` is KL(q‖p).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -37,7 +37,7 @@ print(json.dumps({"seconds": seconds, "kernel_peak_mb": resource.getrusage(resou
 
 
 def bench_notebooks() -> None:
-    from kllab import catalog
+    from kllab.harness import catalog
 
     print("1. Notebooks under papermill (INTERACTIVE=False), wall time including kernel start")
     print(f"   {'notebook':<10}{'FAST s':>8}{'defaults s':>12}{'kernel peak MB':>16}")
@@ -65,7 +65,7 @@ def bench_kl(repeats: int) -> None:
     import torch
     import torch.nn.functional as F
 
-    from kllab.divergences import kl_from_logits
+    from kllab.maths.divergences import kl_from_logits
 
     torch.manual_seed(0)
     s, t, T = torch.randn(64, 32000), torch.randn(64, 32000), 2.0

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kllab.sweep import sweep
+from kllab.harness.sweep import sweep
 
 BETAS = [0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 20.0, 30.0, 50.0, 80.0, 100.0]
 

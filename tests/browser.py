@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from kllab.dashboard import free_port, voila_command, wait_for_port
+from kllab.harness.dashboard import free_port, voila_command, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"

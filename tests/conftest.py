@@ -1,19 +1,11 @@
-"""Shared fixtures: the catalog's notebooks, and a headless plotly renderer for in-process runs."""
+"""Shared fixtures: a headless plotly renderer for in-process runs, and float64 on demand."""
 
 import os
 
 import pytest
 import torch
 
-from kllab import catalog
-
 os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
-
-NOTEBOOK_ENTRIES = [e for e in catalog.entries() if e.notebook]
-
-
-def notebook_params(fn):
-    return pytest.mark.parametrize("entry", NOTEBOOK_ENTRIES, ids=[e.id for e in NOTEBOOK_ENTRIES])(fn)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from kllab import catalog
+from kllab.harness import catalog
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -25,7 +25,7 @@ def test_notebook_table_matches_catalog():
 
 
 def test_every_cli_subcommand_in_readme_exists():
-    from kllab.cli import main
+    from kllab.harness.cli import main
 
     for sub in set(re.findall(r"kllab (list|run|strip|dashboard|sweep)\b", README)):
         try:

@@ -1,0 +1,212 @@
+"""The ``kllab`` command: ``list``, ``new``, ``run``, ``strip``, ``dashboard``, ``sweep``, ``plot``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+from . import catalog
+
+__all__ = ["main"]
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    letters = {"direction": "D", "temperature": "T", "width": "W"}
+    print(f"{'id':<8}{'year':<6}{'status':<10}{'knobs':<7}title")
+    for e in catalog.entries():
+        knobs = " ".join(letters[k] for k in ("direction", "temperature", "width") if k in e.knobs)
+        title = e.title if not e.short or e.title.startswith(e.short) else f"{e.short}: {e.title}"
+        print(f"{e.id:<8}{e.year or '':<6}{e.status:<10}{knobs:<7}{textwrap.shorten(title, 80)}")
+    done = sum(1 for e in catalog.papers() if e.notebook)
+    print(f"\nknobs: D direction, T temperature, W width. {done} of {len(catalog.papers())} papers have a "
+          f"notebook; run one with `kllab run P13`.")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .run import parse_value, run
+
+    params = {}
+    for name, value in args.param or []:
+        params[name] = parse_value(value)
+    try:
+        results = run(args.notebooks, fast=args.fast, parameters=params, out_dir=args.out, png=args.png)
+    except ValueError as err:
+        print(f"kllab run: {err}", file=sys.stderr)
+        return 2
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"\n{len(failed)} of {len(results)} notebook(s) failed:", file=sys.stderr)
+        for r in failed:
+            print(f"  {r.target.label} ({r.target.path.name}): {r.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_strip(args: argparse.Namespace) -> int:
+    import nbformat
+
+    from .nbtools import check_lines, strip
+
+    for name in args.notebooks:
+        path = Path(name)
+        if args.execute:
+            import papermill
+
+            print(f"executing {path} with its defaults ...")
+            papermill.execute_notebook(str(path), str(path), kernel_name="python3", progress_bar=False,
+                                       cwd=str(path.parent))
+        nb = strip(nbformat.read(path, as_version=4))
+        nbformat.write(nb, path)
+        lines = check_lines(nb)
+        print(f"{path}: {path.stat().st_size // 1024} KB, check: {lines[0] if lines else '(no check output)'}")
+    return 0
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    from .scaffold import PLACEHOLDER, new
+
+    try:
+        path = new(args.paper)
+    except ValueError as err:
+        print(f"kllab new: {err}", file=sys.stderr)
+        return 2
+    entry = catalog.find(args.paper)
+    print(f"kllab new: wrote {path} and set notebook = \"{path.name}\" for {entry.id} in the catalog.\n"
+          f"Fill in every {PLACEHOLDER} mark (its check cell fails until then), then "
+          f"`kllab strip --execute {path}` and `pytest -k {entry.id}`.")
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import serve
+
+    try:
+        return serve(args.notebook, port=args.port, open_browser=not args.no_browser, preheat=args.preheat)
+    except (ValueError, RuntimeError) as err:
+        print(f"kllab dashboard: {err}", file=sys.stderr)
+        return 2
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import parse_assignment, parse_grid, sweep
+
+    try:
+        grid = parse_grid(args.grid or [])
+        fixed = dict(parse_assignment(p) for p in args.param or [])
+        table = sweep(args.notebook, grid, fixed, out=args.out, workers=args.workers, dask=args.dask,
+                      force=args.force, fresh_kernels=args.fresh_kernels, timeout=args.timeout, plot=args.plot or [])
+    except ValueError as err:
+        print(f"kllab sweep: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print()
+    print(table.format(width=110))
+    if table.failed:
+        print(f"\n{len(table.failed)} of {len(table)} point(s) failed:", file=sys.stderr)
+        for row in table.failed:
+            point = " ".join(f"{k}={row[k]!r}" for k in table.grid)
+            print(f"  {point}: {row['error']}", file=sys.stderr)
+    return min(len(table.failed), 100)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .sweep import load
+
+    try:
+        table = load(args.folder)
+        metrics = args.metrics or [m for m in table.metrics
+                                   if any(isinstance(v, (int, float)) for v in table.column(m))]
+        if args.out and len(metrics) != 1:
+            raise ValueError(f"--out needs exactly one METRIC; got {len(metrics)}")
+        for metric in metrics:
+            path = Path(args.out) if args.out else Path(args.folder) / f"{metric}.html"
+            table.figure(metric).write_html(path, include_plotlyjs="directory")
+            print(f"figure: {path}")
+    except ValueError as err:
+        print(f"kllab plot: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kllab", description="Divergences in machine learning, one notebook per paper.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the catalog: every paper and whether it has a notebook")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("run", help="execute notebooks headless (papermill) and print their check lines")
+    p.add_argument("notebooks", nargs="*", metavar="PAPER_OR_NOTEBOOK",
+                   help="catalog ids (P13), slugs or .ipynb paths; default: every notebook")
+    p.add_argument("--fast", action="store_true", help="small sizes (FAST=True), seconds per notebook")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="set a notebook parameter; VALUE is read as a Python literal where it parses")
+    p.add_argument("--out", default="build/run", help="output folder (default: build/run)")
+    p.add_argument("--png", action="store_true", help="also write every figure as a PNG (needs Chrome or Chromium)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("strip", help="put notebooks in committed form (outputs only in check cells)")
+    p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    p.add_argument("--execute", action="store_true", help="run with the defaults first, to refresh the check output")
+    p.set_defaults(func=_cmd_strip)
+
+    p = sub.add_parser("new", help="scaffold the notebook of a catalog paper that has none yet",
+                       description="Write notebooks/<slug>.ipynb for PAPER in the notebook contract's skeleton, with "
+                                   "the catalog's knob names as parameters, and set the catalog's notebook field. "
+                                   "Its check cell fails until it is written.")
+    p.add_argument("paper", metavar="PAPER", help="a catalog id without a notebook, e.g. P02")
+    p.set_defaults(func=_cmd_new)
+
+    p = sub.add_parser("dashboard", help="serve the notebooks as Voila dashboards on 127.0.0.1")
+    p.add_argument("notebook", nargs="?", metavar="PAPER_OR_NOTEBOOK",
+                   help="one catalog id, slug or notebook; default: the gallery (the whole notebooks folder)")
+    p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="only print the URL")
+    p.add_argument("--preheat", action="store_true",
+                   help="keep one kernel per notebook ready, so pages open at once (about 0.5 GB each)")
+    p.set_defaults(func=_cmd_dashboard)
+
+    p = sub.add_parser("sweep", help="run one notebook over a grid of parameter values, in parallel, into one table",
+                       description="Run NOTEBOOK once per point of the grid (the product of the --grid values), on "
+                                   "local workers or a Dask cluster, and write DIR/results.csv (one row per point: "
+                                   "parameters, status, error, seconds, recorded values) and DIR/notebooks/. Points "
+                                   "already ok in DIR are skipped. Exit status: the number of failed points (at most "
+                                   "100); 2 for a refused command line; 130 if interrupted.")
+    p.add_argument("notebook", metavar="PAPER_OR_NOTEBOOK", help="a catalog id (P37), slug or .ipynb path")
+    p.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
+                   help="a parameter and its values (Python literals where they parse); repeat for a product")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="a parameter fixed for every point, e.g. -p FAST=True")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for results.csv, notebooks/ and figures")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="local workers, each with its own kernel (default: one per core)")
+    where.add_argument("--dask", metavar="ADDRESS", help="run on the dask.distributed scheduler at ADDRESS "
+                       "(e.g. tcp://10.0.0.5:8786); its workers need kllab installed")
+    p.add_argument("--force", action="store_true", help="run every point again, even those already ok in DIR")
+    p.add_argument("--fresh-kernels", action="store_true",
+                   help="start a new kernel for every point (default: one kept kernel per worker, reset between points)")
+    p.add_argument("--timeout", type=int, default=600, metavar="SECONDS", help="time allowed per cell (default 600)")
+    p.add_argument("--plot", action="append", metavar="METRIC",
+                   help="write DIR/METRIC.html: METRIC against the first grid parameter (repeatable)")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("plot", help="figure of a sweep: a recorded quantity against the first grid parameter")
+    p.add_argument("folder", metavar="DIR", help="a sweep's folder (with results.csv)")
+    p.add_argument("metrics", nargs="*", metavar="METRIC", help="recorded quantities (default: every numeric one)")
+    p.add_argument("--out", default=None, metavar="FILE", help="the HTML file (default DIR/METRIC.html)")
+    p.set_defaults(func=_cmd_plot)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `kllab list | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

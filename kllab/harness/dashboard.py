@@ -1,0 +1,105 @@
+"""``kllab dashboard``: serve the notebooks as Voila dashboards on this machine.
+
+Voila runs with the configuration in ``kllab/harness/voila.json``: code cells hidden, tracebacks kept out
+of the page (they go to the server log), cells shown as they finish (progressive rendering), and
+only the ``notebooks/`` folder served.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import webbrowser
+from pathlib import Path
+
+from . import catalog
+
+__all__ = ["CONFIG_DIR", "voila_command", "free_port", "serve"]
+
+CONFIG_DIR = Path(__file__).resolve().parent
+"""Where ``voila.json`` lives; passed to Voila as its only config path."""
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def voila_command(port: int, notebook: str | None = None, *, preheat: bool = False) -> list[str]:
+    """The Voila command line for the whole notebooks folder, or for one notebook in it.
+
+    With ``preheat``, Voila keeps one kernel per notebook that has already run it, so a page
+    opens at once (each costs a kernel's memory, about 0.5 GB); cells then appear all together
+    instead of progressively.
+    """
+    root = catalog.NOTEBOOK_DIR
+    target = [str(root / notebook)] if notebook else [str(root)]
+    cmd = [sys.executable, "-m", "voila", *target, f"--port={port}", "--no-browser",
+           "--Voila.config_file_paths", str(CONFIG_DIR), f"--Voila.root_dir={root}"]
+    if preheat:
+        cmd += ["--preheat_kernel=True", "--pool_size=1", "--progressive_rendering=False"]
+    return cmd
+
+
+def _resolve(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if key.endswith(".ipynb"):
+        name = Path(key).name
+        if not (catalog.NOTEBOOK_DIR / name).exists():
+            raise ValueError(f"notebook must be a file in {catalog.NOTEBOOK_DIR}; got {key!r}")
+        return name
+    e = catalog.find(key)
+    if not e.notebook:
+        raise ValueError(f"{e.id} ({e.short or e.title}) has no notebook yet; see `kllab list`")
+    return e.notebook
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Block until something listens on ``port``; raise if ``proc`` exits first or time runs out."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Voila exited with status {proc.returncode} before serving")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"Voila did not listen on port {port} within {timeout:.0f} s")
+
+
+def serve(key: str | None = None, *, port: int | None = None, open_browser: bool = True,
+          preheat: bool = False) -> int:
+    """Start Voila, print the URL, and serve until Ctrl-C. Returns Voila's exit status."""
+    notebook = _resolve(key)
+    port = port or free_port()
+    # A SIGTERM (a service manager, a test) must stop Voila too: turn it into SystemExit so that
+    # the finally clause below runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    proc = subprocess.Popen(voila_command(port, notebook, preheat=preheat))
+    try:
+        wait_for_port(port, proc)
+        base = f"http://127.0.0.1:{port}/"
+        if notebook:  # Voila serves a single notebook at its root
+            url, more = base, "Ctrl-C stops"
+        else:
+            url, more = base + "voila/render/index.ipynb", f"all notebooks: {base}voila/tree; Ctrl-C stops"
+        print(f"kllab dashboard: serving {notebook or 'the gallery'} at\n  {url}\n({more})", flush=True)
+        if open_browser:
+            webbrowser.open(url)
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

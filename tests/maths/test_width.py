@@ -1,0 +1,76 @@
+"""Width: the empirical NTK against the analytic kernel and a hand-written Jacobian."""
+
+import math
+
+import pytest
+import torch
+
+from kllab.maths.width import MLP, empirical_ntk, relu_ntk, train_mse
+
+pytestmark = pytest.mark.usefixtures("float64")
+
+
+def circle(n):
+    th = torch.linspace(0, 2 * math.pi, n + 1)[:-1]
+    return torch.stack([th.cos(), th.sin()], 1)
+
+
+def test_empirical_ntk_matches_hand_jacobian():
+    net = MLP(2, 1, width=7, seed=1)
+    x = circle(4)
+    rows = []
+    for xi in x:
+        net.zero_grad()
+        net(xi[None]).sum().backward()
+        rows.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    j = torch.stack(rows)
+    torch.testing.assert_close(empirical_ntk(net, x), j @ j.T)
+
+
+def test_relu_ntk_formula_against_monte_carlo():
+    # Infinite width = expectation over one hidden unit; estimate it with many units.
+    x = circle(6)
+    g = torch.Generator().manual_seed(0)
+    m = 400_000
+    w = torch.randn(m, 2, generator=g)
+    pre = x @ w.T
+    act = torch.relu(pre)
+    ind = (pre > 0).double()
+    mc = (act @ act.T / m + (x @ x.T) * (ind @ ind.T) / m) / 2  # / d: the MLP scales inputs by 1/sqrt(d)
+    torch.testing.assert_close(relu_ntk(x), mc, atol=5e-3, rtol=0)
+
+
+def test_empirical_ntk_converges_with_width():
+    x = circle(8)
+    errs = []
+    for m in (64, 4096):
+        e = [(empirical_ntk(MLP(2, 1, m, seed=s), x) - relu_ntk(x)).abs().mean() for s in range(3)]
+        errs.append(torch.stack(e).mean().item())
+    assert errs[1] < errs[0] / 4  # 1/sqrt(64) shrinks 8x; allow noise
+
+
+def test_parametrizations_agree_at_init():
+    x = circle(5)
+    a, b = MLP(2, 1, 32, parametrization="ntk", seed=3), MLP(2, 1, 32, parametrization="standard", seed=3)
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_train_mse_decreases():
+    x = circle(10)
+    # Not sin(3θ): a bias-free ReLU unit on the circle has no odd harmonics above 1, so that target is unlearnable.
+    y = torch.sin(2 * torch.atan2(x[:, 1], x[:, 0]))[:, None]
+    hist = train_mse(MLP(2, 1, 256), x, y, lr=5.0, steps=500)
+    assert hist[-1] < 0.1 * hist[0]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: MLP(2, 1, width=0), "width must be >= 1; got 0"),
+    (lambda: MLP(2, 1, width=2.5), "width must be an integer; got 2.5"),
+    (lambda: MLP(2, 1, width=4, parametrization="mup"), "parametrization must be one of 'ntk', 'standard'"),
+    (lambda: train_mse(MLP(2, 1, 4), circle(3), torch.zeros(3), lr=1.0), "y must have shape (3, 1)"),
+    (lambda: train_mse(MLP(2, 1, 4), circle(3), torch.zeros(3, 1), lr=-1.0), "lr must be > 0"),
+])
+def test_bad_input(call, message):
+    with pytest.raises(ValueError) as err:
+        call()
+    assert message in str(err.value)

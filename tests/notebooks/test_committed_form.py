@@ -1,0 +1,53 @@
+"""The committed notebooks: small, outputs only in check cells, no widget state, parameters papermill can read."""
+
+import json
+
+import nbformat
+import papermill
+import pytest
+
+from kllab.harness import catalog
+from kllab.harness.nbtools import is_check_cell, parameters, parameters_cell
+
+ALL = sorted(catalog.NOTEBOOK_DIR.glob("*.ipynb"))
+PAPERS = [p for p in ALL if p.name != "index.ipynb"]
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+def test_small_stripped_no_widget_state(path):
+    assert path.stat().st_size <= 100_000, f"{path.name} is {path.stat().st_size} bytes"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert "widgets" not in raw["metadata"]
+    assert raw["metadata"]["kernelspec"]["name"] == "python3"
+    for cell in raw["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        if is_check_cell({"cell_type": "code", "source": "".join(cell["source"])}):
+            assert all(o["output_type"] == "stream" for o in cell["outputs"])
+        else:
+            assert cell["outputs"] == [], f"{path.name}: output kept outside the check cell"
+        assert "papermill" not in cell.get("metadata", {})
+
+
+@pytest.mark.parametrize("path", PAPERS, ids=[p.stem for p in PAPERS])
+def test_contract_shape(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert parameters_cell(nb) is code[0], "the parameters cell must be the first code cell"
+    params = parameters(nb)
+    for name in params:
+        assert name.isupper(), name
+    assert {"SEED", "FAST", "INTERACTIVE"} <= set(params)
+    assert params["FAST"] is False and params["INTERACTIVE"] is True
+    # papermill reads the same names (a comment with '=' would hide one from it)
+    assert set(papermill.inspect_notebook(str(path))) == set(params)
+    checks = [c for c in code if is_check_cell(c)]
+    assert len(checks) == 1
+    entry = catalog.find(path.name)
+    text = "".join(o.get("text", "") for o in checks[0].outputs)
+    assert text.startswith(f"CHECK {entry.id} ok"), text
+    assert text.count("\n") == 1, "the check prints exactly one line"
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for heading in ("## The claim", "## Explore", "## Check", "## Caveats", "## Exercises", "## References"):
+        assert heading in md, f"{path.name}: missing {heading!r}"
+    assert "**What to notice:**" in md
