@@ -58,7 +58,9 @@ def _bundle(name: str, value) -> dict:
     stored = value if kind != "float" or math.isfinite(value) else repr(value)  # 'inf', '-inf', 'nan'
     shown = {"float": f"{value:.6g}" if kind == "float" else "", "str": repr(value)}.get(kind, str(value))
     text = f"recorded {name} = {shown}"
-    return {MIME_TYPE: {"name": name, "value": stored, "type": kind}, "text/plain": text}
+    # An empty text/html is what JupyterLab and Voila render (they prefer HTML), so the line stays out
+    # of the page; text/plain keeps it readable in the executed .ipynb and its nbconvert text.
+    return {MIME_TYPE: {"name": name, "value": stored, "type": kind}, "text/html": "", "text/plain": text}
 
 
 def record(name: str, value) -> None:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import html
 import math
+import re
+import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as W
@@ -62,6 +65,11 @@ def options_slider(options: Sequence, value=None, description: str = "") -> W.Se
                              continuous_update=False, style=_STYLE, layout=W.Layout(width="380px"))
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else repr(err)
+
+
 def _replace(fw: go.FigureWidget, new: go.Figure) -> None:
     """Make ``fw`` show ``new``: in place when the traces line up, else swap the traces."""
     with fw.batch_update():
@@ -103,7 +111,8 @@ class KnobPanel:
         What the notebook displays (the panel itself displays as this).
 
     A ``ValueError`` from ``compute`` (say, a knob at an edge where the toy is undefined)
-    is shown as a one-line message under the knobs and the figures keep their last view.
+    is shown as a one-line notice under the knobs, any other exception as a one-line error;
+    the figures keep their last view (see :meth:`update`).
     """
 
     def __init__(self, compute: Callable[..., go.Figure | Sequence[go.Figure]],
@@ -113,7 +122,9 @@ class KnobPanel:
         self.compute = compute
         self.knobs = dict(knobs)
         self.figures = [go.FigureWidget(f) for f in self._call()]
-        self.status = W.HTML(value="")
+        self.updates = self.errors = 0
+        self.status = W.HTML()
+        self._status("")
         for w in self.knobs.values():
             w.observe(self._on_change, names="value")
         head = [W.HTML(f"<b>{html.escape(title)}</b>")] if title else []
@@ -132,16 +143,45 @@ class KnobPanel:
         self.update()
 
     def update(self) -> None:
-        """Re-call ``compute`` with the current knob values and redraw every figure."""
-        self.status.value = "<i>computing…</i>"
+        """Re-call ``compute`` with the current knob values and redraw every figure.
+
+        While it runs the status line says "computing…". A ``ValueError`` (a knob value where the
+        toy is undefined) becomes a one-line notice; any other exception a one-line error, with
+        its traceback on the kernel's stderr (the server log under Voila). The figures keep their
+        last good view either way. :attr:`updates` counts the finished updates and
+        :attr:`errors` the failed ones; both are mirrored in the status line's HTML as
+        ``data-updates`` and ``data-errors`` for the browser tests.
+        """
+        self._status("<i>computing…</i>", busy=True)
         try:
             figs = self._call()
+            if len(figs) != len(self.figures):
+                raise RuntimeError(f"compute returned {len(figs)} figures; the panel shows {len(self.figures)}")
         except ValueError as err:
-            self.status.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+            self._finish(f"<span class='kl-notice' style='color:#b00'>{html.escape(_one_line(err))}</span>")
+            return
+        except Exception as err:  # a bug: say so in one line, keep the traceback for the log
+            self.errors += 1
+            traceback.print_exc(file=sys.stderr)
+            self._finish(f"<span class='kl-error' style='color:#b00'><b>error:</b> "
+                         f"{html.escape(type(err).__name__)}: {html.escape(_one_line(err))}</span>")
             return
         for fw, fig in zip(self.figures, figs):
             _replace(fw, fig)
-        self.status.value = ""
+        self._finish("")
+
+    def _status(self, inner: str, busy: bool = False) -> None:
+        self.status.value = (f"<div class='kl-status' data-updates='{self.updates}' data-errors='{self.errors}' "
+                             f"data-busy='{int(busy)}'>{inner}</div>")
+
+    def _finish(self, inner: str) -> None:
+        self.updates += 1
+        self._status(inner)
+
+    @property
+    def message(self) -> str:
+        """The status line's text: "" after a clean redraw, else the notice or error shown."""
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
 
     def set(self, **values) -> None:
         """Set knobs by name (as a reader would), which redraws the figures."""
