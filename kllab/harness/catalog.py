@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["Entry", "papers", "primers", "entries", "find", "NOTEBOOK_DIR", "CATALOG_PATH"]
+__all__ = ["Entry", "papers", "primers", "entries", "find", "glossary", "reload", "NOTEBOOK_DIR", "CATALOG_PATH"]
 
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -30,6 +30,8 @@ class Entry:
     kind: str
     knobs: dict[str, str] = field(default_factory=dict)
     knob_meaning: dict[str, str] = field(default_factory=dict)
+    directions: list[str] = field(default_factory=list)
+    """The values the notebook's direction knob offers, in its order (empty without a direction knob)."""
     notebook: str = ""
     short: str = ""
     year: int | None = None
@@ -55,13 +57,29 @@ class Entry:
 
 
 @lru_cache(maxsize=1)
+def _data() -> dict:
+    return tomllib.loads(CATALOG_PATH.read_text(encoding="utf-8"))
+
+
+def glossary() -> dict[str, str]:
+    """What each knob parameter name means, the same in every notebook: ``{NAME: meaning}``."""
+    return dict(_data().get("glossary", {}))
+
+
+@lru_cache(maxsize=1)
 def _load() -> tuple[Entry, ...]:
-    data = tomllib.loads(CATALOG_PATH.read_text(encoding="utf-8"))
+    data = _data()
     out = []
     for kind, key in (("primer", "primer"), ("paper", "paper")):
         for row in data.get(key, []):
             out.append(Entry(kind=kind, **row))
     return tuple(out)
+
+
+def reload() -> None:
+    """Forget the cached catalog (after ``catalog.toml`` changed on disk)."""
+    _data.cache_clear()
+    _load.cache_clear()
 
 
 def entries() -> list[Entry]:

@@ -197,7 +197,7 @@ def _set_catalog_notebook(entry: catalog.Entry, name: str) -> None:
         raise ValueError(f"catalog.toml has no 'notebook = \"\"' line for {entry.id}; edit it by hand")
     new_block = re.sub(r'^notebook = ""$', f'notebook = "{name}"', block.group(0), count=1, flags=re.M)
     path.write_text(text[:block.start()] + new_block + text[block.end():], encoding="utf-8")
-    catalog._load.cache_clear()
+    catalog.reload()
 
 
 def new(key: str) -> Path:

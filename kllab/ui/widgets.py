@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 import ipywidgets as W
 import plotly.graph_objects as go
 
-__all__ = ["KnobPanel", "choice", "slider", "log_slider", "options_slider"]
+__all__ = ["KnobPanel", "choice", "slider", "log_slider", "options_slider", "solution"]
 
 _STYLE = {"description_width": "initial"}
 
@@ -192,3 +192,45 @@ class KnobPanel:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+class _Solution:
+    """A collapsed ``<details>`` block: a worked solution the reader opens on purpose."""
+
+    def __init__(self, title: str, lines: Sequence[str]):
+        self.title, self.lines = title, list(lines)
+
+    def _repr_html_(self) -> str:
+        body = "<br>".join(html.escape(str(line)) for line in self.lines)
+        return (f"<details class='kl-solution'><summary><b>{html.escape(self.title)}</b> (click to open)</summary>"
+                f"<div style='margin:4px 0 0 16px;font-family:monospace'>{body}</div></details>")
+
+    def __repr__(self) -> str:
+        return "\n".join([self.title, *self.lines])
+
+
+def solution(title: str, *lines: str) -> None:
+    """Show the numbers of a worked solution, collapsed until the reader opens it.
+
+    A notebook's solution cell computes, asserts what the written solution states, then calls
+    ``solution("Exercise 1", f"pi*(correct) = {value:.4f}")``. In JupyterLab, Voila and the HTML
+    export this is a closed ``<details>`` block (so it stays out of a dashboard's first view);
+    outside a kernel it prints the lines.
+
+    >>> solution("Exercise 1", "x = 2")
+    Exercise 1
+    x = 2
+    """
+    if not isinstance(title, str) or not title:
+        raise ValueError(f"title must be a non-empty string; got {title!r}")
+    block = _Solution(title, lines)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        get_ipython = lambda: None  # noqa: E731
+    if get_ipython() is None:
+        print(repr(block))
+        return
+    from IPython.display import display
+
+    display(block)
