@@ -34,7 +34,15 @@ JS_FIGURES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).m
 JS_ERRORS = """() => {
     const text = document.body.innerText;
     return {error: text.includes('There was an error when executing cell') || text.includes('Traceback'),
-            stderr: document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]').length};
+            stderr: document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]').length,
+            panel_errors: Array.from(document.querySelectorAll('.kl-error')).map(e => e.innerText),
+            records: text.includes('recorded ')};
+}"""
+# The knob panel's status line (kllab.ui.widgets.KnobPanel): finished updates, failed ones, busy.
+JS_PANEL = """() => {
+    const s = document.querySelector('.kl-status');
+    return s ? {updates: +s.dataset.updates, errors: +s.dataset.errors, busy: s.dataset.busy === '1',
+                text: s.innerText} : null;
 }"""
 
 
@@ -46,12 +54,13 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def voila_server(notebook: str | None = None, preheat: bool = False):
+def voila_server(notebook: str | None = None, preheat: bool = False, root: Path | None = None, extra=()):
     """Voila on a free loopback port, with kllab's configuration; yields its base URL and process."""
     BUILD.mkdir(exist_ok=True)
     port = free_port()
     log = open(BUILD / f"voila-{port}.log", "w")
-    proc = subprocess.Popen(voila_command(port, notebook, preheat=preheat), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*voila_command(port, notebook, preheat=preheat, root=root), *extra], stdout=log,
+                            stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, proc, timeout=90)
         yield f"http://127.0.0.1:{port}", proc
@@ -88,6 +97,10 @@ def errors(page) -> dict:
     return page.evaluate(JS_ERRORS)
 
 
+def panel(page) -> dict | None:
+    return page.evaluate(JS_PANEL)
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.05):
     """Poll ``predicate`` until it returns a truthy value; return it (or None after ``timeout`` s)."""
     t0 = time.monotonic()
@@ -100,18 +113,17 @@ def wait_until(predicate, timeout: float, interval: float = 0.05):
 
 
 def open_dashboard(page, url: str, timeout: float = 120) -> float:
-    """Load a notebook's dashboard and wait until its check line is on the page (the whole notebook
-    ran). Returns the seconds from navigation to the first figure drawn."""
+    """Load a notebook's dashboard and wait until the whole notebook ran (its check line is on the page)
+    and the knob panel drew. Returns the seconds from navigation to the first figure drawn."""
     t0 = time.monotonic()
     page.goto(url, timeout=timeout * 1000)
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0",
                            timeout=timeout * 1000, polling=50)
     first = time.monotonic() - t0
     page.wait_for_function("() => document.body.innerText.includes('CHECK ')", timeout=timeout * 1000)
-    # Let the knob panel's figures finish drawing.
-    page.wait_for_function("() => document.querySelectorAll('.widget-vbox .js-plotly-plot .main-svg').length > 0",
-                           timeout=timeout * 1000)
-    time.sleep(1.0)
+    page.wait_for_function("() => document.querySelectorAll('.widget-vbox .js-plotly-plot .main-svg').length > 0"
+                           " && document.querySelector('.kl-status') !== null", timeout=timeout * 1000)
+    settle(page, quiet=0.5, timeout=30)
     return first
 
 
@@ -148,3 +160,99 @@ def screenshot(page, path: Path, max_height: int = 12000) -> None:
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(size)
     time.sleep(0.5)
+
+
+def wait_for_update(page, before: int, timeout: float = 60) -> dict:
+    """Wait until the knob panel finished an update after ``before`` (its count) and is not busy."""
+    state = wait_until(lambda: (s := panel(page)) and s["updates"] > before and not s["busy"] and s, timeout)
+    if not state:
+        raise AssertionError(f"the knob panel did not finish an update within {timeout:.0f} s: {panel(page)}")
+    return state
+
+
+def check_no_errors(page, where: str) -> None:
+    e = errors(page)
+    assert not e["error"], f"{where}: an error or traceback shows in the page"
+    assert e["stderr"] == 0, f"{where}: {e['stderr']} stderr output(s) show in the page"
+    assert not e["panel_errors"], f"{where}: a knob callback raised: {e['panel_errors']}"
+    assert not e["records"], f"{where}: record lines ('recorded ...') show in the page"
+
+
+def panel_controls(page):
+    """The knob panel's toggle groups and slider handles."""
+    box = page.locator(".widget-vbox").filter(has=page.locator(".kl-status")).last
+    toggles = box.locator(".widget-toggle-buttons")
+    sliders = box.locator(".noUi-handle")
+    return toggles, sliders
+
+
+def exercise_dashboard(page, n_knobs: int, stress: bool = False) -> dict:
+    """Every knob of an open dashboard, as a reader moves it; raises AssertionError on the first problem.
+
+    Each toggle group: another option redraws a figure (timed), the first option restores the view.
+    Each slider: one step redraws a figure (timed); its End and Home values finish without an error.
+    With ``stress``: 30 rapid changes of the first toggle group end on the view of the last value, and
+    the kernel still answers. Returns the redraw seconds by knob.
+    """
+    toggles, sliders = panel_controls(page)
+    assert toggles.count() + sliders.count() >= n_knobs, "a knob of the catalog has no control in the panel"
+    timings = {}
+    baseline = fingerprint(page)
+
+    def act(label, action, expect_change=True):
+        nonlocal baseline
+        before = panel(page)["updates"]
+        t0 = time.monotonic()
+        action()
+        wait_for_update(page, before)
+        check_no_errors(page, label)
+        if expect_change:
+            after = wait_until(lambda: (fp := fingerprint(page)) != baseline and fp, 30)
+            assert after, f"{label} changed no figure"
+            timings[label] = time.monotonic() - t0
+        baseline = settle(page, quiet=0.3, timeout=30)
+
+    for g in range(toggles.count()):
+        group = toggles.nth(g)
+        first = group.locator("button").first.inner_text()
+        start = group.locator("button.mod-active").first.inner_text()
+        other = group.locator("button:not(.mod-active)").first
+        act(f"toggle {g} -> {other.inner_text()!r}", other.click)
+        act(f"toggle {g} -> {start!r}", lambda: group.locator("button", has_text=start).first.click())
+        assert first  # (labels are read from the page: the options the reader sees)
+    for s in range(sliders.count()):
+        handle = sliders.nth(s)
+        def press(key):
+            handle.focus()
+            handle.press(key)
+        at_max = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
+        act(f"slider {s} step", lambda: press("ArrowLeft" if at_max else "ArrowRight"))
+        for key in ("End", "Home"):
+            value = handle.get_attribute("aria-valuenow")
+            edge = handle.get_attribute("aria-valuemax" if key == "End" else "aria-valuemin")
+            if value == edge:
+                continue
+            act(f"slider {s} {key}", lambda: press(key), expect_change=False)
+    figs = figures(page)
+    for i, f in enumerate(figs):
+        assert f["title"] and any(t["n"] > 0 for t in f["traces"]), f"figure {i} lost its data or title"
+
+    if stress and toggles.count():
+        group = toggles.nth(0)
+        start = group.locator("button.mod-active").first.inner_text()
+        reference = settle(page, quiet=0.5)
+        labels = [group.locator("button").nth(i).inner_text() for i in range(group.locator("button").count())]
+        other = next(lbl for lbl in labels if lbl != start)
+        before = panel(page)["updates"]
+        for i in range(30):
+            group.locator("button", has_text=other if i % 2 == 0 else start).first.click(no_wait_after=True)
+        assert wait_until(lambda: (s := panel(page)) and s["updates"] >= before + 30 and not s["busy"], 240), \
+            f"30 rapid changes did not all finish: {panel(page)}"
+        final = settle(page, quiet=1.0, timeout=240)
+        assert final == reference, "after 30 rapid changes the figures do not match the last value"
+        before = panel(page)["updates"]
+        group.locator("button", has_text=other).first.click()
+        wait_for_update(page, before)
+        assert wait_until(lambda: fingerprint(page) != final, 30), "the kernel stopped answering after 30 rapid changes"
+        check_no_errors(page, "after 30 rapid changes")
+    return timings

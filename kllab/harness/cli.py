@@ -25,17 +25,44 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .run import parse_value, run
+def _parameters(items: list[str] | None, command: str) -> dict:
+    """``-p NAME=VALUE`` options as a dict (values are Python literals where they parse)."""
+    from .sweep import parse_assignment
 
     params = {}
-    for name, value in args.param or []:
-        params[name] = parse_value(value)
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"-p must be NAME=VALUE in one word; got {item!r} (write -p {item}=VALUE, "
+                             f"not -p {item} VALUE)")
+        name, value = parse_assignment(item)
+        params[name] = value
+    return params
+
+
+def _workers(text: str | None) -> int | None:
+    if text is None:
+        return None
     try:
-        results = run(args.notebooks, fast=args.fast, parameters=params, out_dir=args.out, png=args.png)
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise ValueError(f"--workers must be an integer >= 1; got {text!r}")
+    return value
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .run import run
+
+    try:
+        params = _parameters(args.param, "run")
+        results = run(args.notebooks, fast=args.fast, parameters=params, out_dir=args.out, png=args.png,
+                      workers=_workers(args.workers), fresh_kernels=args.fresh_kernels, timeout=args.timeout)
     except ValueError as err:
         print(f"kllab run: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     failed = [r for r in results if not r.ok]
     if failed:
         print(f"\n{len(failed)} of {len(results)} notebook(s) failed:", file=sys.stderr)
@@ -48,21 +75,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_strip(args: argparse.Namespace) -> int:
     import nbformat
 
+    from . import engine
     from .nbtools import check_lines, strip
 
+    status = 0
     for name in args.notebooks:
         path = Path(name)
+        if not path.exists():
+            print(f"kllab strip: notebook {name!r} does not exist", file=sys.stderr)
+            return 2
         if args.execute:
-            import papermill
-
-            print(f"executing {path} with its defaults ...")
-            papermill.execute_notebook(str(path), str(path), kernel_name="python3", progress_bar=False,
-                                       cwd=str(path.parent))
-        nb = strip(nbformat.read(path, as_version=4))
+            print(f"executing {path} with its defaults ...", flush=True)
+            result = engine.run_point(engine.task_for(path))
+            if result["status"] != "ok":  # the source notebook is left as it was
+                print(f"kllab strip: {path} failed, left unchanged: {result['error']}", file=sys.stderr)
+                status = 1
+                continue
+            nb = nbformat.reads(result["notebook"], as_version=4)
+        else:
+            nb = nbformat.read(path, as_version=4)
+        nb = strip(nb)
         nbformat.write(nb, path)
         lines = check_lines(nb)
         print(f"{path}: {path.stat().st_size // 1024} KB, check: {lines[0] if lines else '(no check output)'}")
-    return 0
+    return status
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
@@ -91,12 +127,12 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import parse_assignment, parse_grid, sweep
+    from .sweep import parse_grid, sweep
 
     try:
         grid = parse_grid(args.grid or [])
-        fixed = dict(parse_assignment(p) for p in args.param or [])
-        table = sweep(args.notebook, grid, fixed, out=args.out, workers=args.workers, dask=args.dask,
+        fixed = _parameters(args.param, "sweep")
+        table = sweep(args.notebook, grid, fixed, out=args.out, workers=_workers(args.workers), dask=args.dask,
                       force=args.force, fresh_kernels=args.fresh_kernels, timeout=args.timeout, plot=args.plot or [])
     except ValueError as err:
         print(f"kllab sweep: {err}", file=sys.stderr)
@@ -143,10 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="*", metavar="PAPER_OR_NOTEBOOK",
                    help="catalog ids (P13), slugs or .ipynb paths; default: every notebook")
     p.add_argument("--fast", action="store_true", help="small sizes (FAST=True), seconds per notebook")
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="set a notebook parameter; VALUE is read as a Python literal where it parses")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="set a notebook parameter, e.g. -p BETA=0.5; VALUE is read as a Python literal where it parses")
     p.add_argument("--out", default="build/run", help="output folder (default: build/run)")
     p.add_argument("--png", action="store_true", help="also write every figure as a PNG (needs Chrome or Chromium)")
+    p.add_argument("--workers", default=None, metavar="N",
+                   help="local workers, each with its own kept kernel (default: one per core)")
+    p.add_argument("--fresh-kernels", action="store_true",
+                   help="start a new kernel for every notebook (stock papermill) instead of kept, reset ones")
+    p.add_argument("--timeout", type=int, default=600, metavar="SECONDS", help="time allowed per cell (default 600)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("strip", help="put notebooks in committed form (outputs only in check cells)")
@@ -183,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="a parameter fixed for every point, e.g. -p FAST=True")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for results.csv, notebooks/ and figures")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None, metavar="N",
+    where.add_argument("--workers", default=None, metavar="N",
                        help="local workers, each with its own kernel (default: one per core)")
     where.add_argument("--dask", metavar="ADDRESS", help="run on the dask.distributed scheduler at ADDRESS "
                        "(e.g. tcp://10.0.0.5:8786); its workers need kllab installed")
@@ -201,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, metavar="FILE", help="the HTML file (default DIR/METRIC.html)")
     p.set_defaults(func=_cmd_plot)
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for i, word in enumerate(argv[:-1]):  # `-p NAME VALUE`, the old form of `kllab run`: refuse it with the fix
+        if word in ("-p", "--param") and "=" not in argv[i + 1] and argv[:1] in (["run"], ["sweep"]):
+            value = argv[i + 2] if i + 2 < len(argv) and not argv[i + 2].startswith("-") else "VALUE"
+            print(f"kllab {argv[0]}: -p must be NAME=VALUE in one word; got {argv[i + 1]!r} "
+                  f"(write -p {argv[i + 1]}={value}, not -p {argv[i + 1]} {value})", file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)
     try:
         return args.func(args)

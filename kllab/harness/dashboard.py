@@ -30,14 +30,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def voila_command(port: int, notebook: str | None = None, *, preheat: bool = False) -> list[str]:
+def voila_command(port: int, notebook: str | None = None, *, preheat: bool = False,
+                  root: Path | None = None) -> list[str]:
     """The Voila command line for the whole notebooks folder, or for one notebook in it.
 
     With ``preheat``, Voila keeps one kernel per notebook that has already run it, so a page
     opens at once (each costs a kernel's memory, about 0.5 GB); cells then appear all together
-    instead of progressively.
+    instead of progressively. ``root`` serves another folder than ``notebooks/`` (for tests).
     """
-    root = catalog.NOTEBOOK_DIR
+    root = catalog.NOTEBOOK_DIR if root is None else Path(root)
     target = [str(root / notebook)] if notebook else [str(root)]
     cmd = [sys.executable, "-m", "voila", *target, f"--port={port}", "--no-browser",
            "--Voila.config_file_paths", str(CONFIG_DIR), f"--Voila.root_dir={root}"]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["CHECK_MARK", "KERNELSPEC", "check_lines", "is_check_cell", "strip", "parameters_cell", "parameters"]
+__all__ = ["CHECK_MARK", "KERNELSPEC", "check_lines", "is_check_cell", "strip", "parameters_cell", "parameters",
+           "parse_value"]
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -19,6 +20,18 @@ KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "nam
 
 def is_check_cell(cell) -> bool:
     return cell.get("cell_type") == "code" and cell.get("source", "").lstrip().startswith(CHECK_MARK)
+
+
+def parse_value(text: str):
+    """A command-line value as a Python literal where it parses (``3``, ``True``, ``[1, 2]``), else the string.
+
+    >>> parse_value("0.5"), parse_value("forward")
+    (0.5, 'forward')
+    """
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def parameters_cell(nb):

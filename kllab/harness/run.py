@@ -1,31 +1,29 @@
-"""Headless runs: execute notebooks with papermill, export HTML, collect the check lines.
+"""Headless runs: execute notebooks on the engine's kept kernels, export HTML, collect the check lines.
 
-Used by ``kllab run``. Each notebook runs in its own fresh kernel with ``INTERACTIVE=False``
-(and ``FAST=True`` with ``--fast``); a failing notebook is reported with the cell that failed
-and the others still run.
+Used by ``kllab run``. The notebooks run with ``INTERACTIVE=False`` (and ``FAST=True`` with
+``--fast``) on local workers, one kept kernel each (:mod:`kllab.harness.engine`), or each in a
+fresh kernel with ``fresh_kernels``; a failing notebook is reported with the cell that failed and
+the others still run.
 """
 
 from __future__ import annotations
 
-import ast
 import html
 import json
-import os
-import sys
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from . import catalog
-from .nbtools import check_lines, parameters
+from . import catalog, engine
+from .nbtools import parameters, parse_value
 
-__all__ = ["Target", "RunResult", "resolve", "parse_value", "run", "run_one", "format_table"]
+__all__ = ["Target", "RunResult", "resolve", "parse_value", "notebook_parameters", "run", "format_table",
+           "write_html", "write_pngs", "RESULTS_FILE"]
 
-KERNEL = "python3"
+RESULTS_FILE = "results.json"
 
 
 @dataclass(frozen=True)
@@ -46,14 +44,8 @@ class RunResult:
     error: str = ""
     ipynb: Path | None = None
     html: Path | None = None
-
-
-def parse_value(text: str):
-    """A command-line value as a Python literal where it parses (``3``, ``True``, ``[1, 2]``), else the string."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    records: dict | None = None
+    cell_seconds: float = 0.0
 
 
 def resolve(keys: Sequence[str] = ()) -> list[Target]:
@@ -79,32 +71,15 @@ def resolve(keys: Sequence[str] = ()) -> list[Target]:
     return out
 
 
-def _notebook_parameters(path: Path) -> dict:
+def notebook_parameters(path: Path) -> dict:
+    """The defaults of a notebook's parameters cell, ``{NAME: value}``."""
     return parameters(nbformat.read(path, as_version=4))
-
-
-def _first_line(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-
-
-def _describe_failure(out_path: Path, err: Exception) -> str:
-    """'cell N ("first line of source"): Error: message', from papermill's error and the saved notebook."""
-    ename = getattr(err, "ename", type(err).__name__)
-    evalue = _first_line(str(getattr(err, "evalue", err)))
-    where = ""
-    if out_path.exists():
-        nb = nbformat.read(out_path, as_version=4)
-        for index, cell in enumerate(nb.cells):
-            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-                where = f'cell {index} ("{_first_line(cell.source)[:60]}"): '
-                break
-    return f"{where}{ename}: {evalue}"
 
 
 PLOTLY_JSON = "application/vnd.plotly.v1+json"
 
 
-def _write_html(nb_path: Path, html_path: Path) -> None:
+def write_html(nb, html_path: Path) -> None:
     """An HTML page of an executed notebook whose plotly figures stay interactive without a kernel.
 
     Each plotly output gets an HTML rendering next to its JSON, and the page loads a local
@@ -114,7 +89,6 @@ def _write_html(nb_path: Path, html_path: Path) -> None:
     from nbconvert import HTMLExporter
     from plotly.offline import get_plotlyjs
 
-    nb = nbformat.read(nb_path, as_version=4)
     has_plotly = False
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -127,61 +101,30 @@ def _write_html(nb_path: Path, html_path: Path) -> None:
     if has_plotly:
         js = html_path.parent / "plotly.min.js"
         if not js.exists():
-            js.write_text(get_plotlyjs(), encoding="utf-8")
+            tmp = js.with_name(f".plotly.min.js.{time.monotonic_ns()}")
+            tmp.write_text(get_plotlyjs(), encoding="utf-8")
+            tmp.replace(js)
         body = body.replace("<head>", '<head>\n<script src="plotly.min.js"></script>', 1)
     html_path.write_text(body, encoding="utf-8")
 
 
-@contextmanager
-def _stderr_to(path: Path):
-    """Send this process's file descriptor 2, and so the kernel's stderr, to ``path`` for a while.
-
-    The kernel inherits it at start: its start-up warnings and shutdown messages land in the
-    log next to the executed notebook instead of interleaving with the progress lines.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(path, "ab") as log:
-        os.dup2(log.fileno(), 2)
+def _run_and_export(task: dict) -> dict:
+    """One notebook on this worker's kernel, then its executed file and HTML page (in the worker thread)."""
+    result = engine.run_point(task)
+    out_ipynb = Path(task["out_dir"]) / task["name"]
+    result["ipynb"] = result["html"] = None
+    if result["notebook"] is not None:
+        out_ipynb.write_text(result["notebook"], encoding="utf-8")
+        result["ipynb"] = out_ipynb
         try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-def run_one(target: Target, out_dir: Path, parameters: dict, *, timeout: int = 600) -> RunResult:
-    """Execute one notebook; never raises for a notebook error (the result says what failed)."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_ipynb = out_dir / target.path.name
-    out_html = out_ipynb.with_suffix(".html")
-    t0 = time.perf_counter()
-    error = ""
-    try:
-        with _stderr_to(out_ipynb.with_suffix(".log")):
-            papermill.execute_notebook(
-                str(target.path), str(out_ipynb), parameters=parameters, kernel_name=KERNEL,
-                progress_bar=False, cwd=str(target.path.parent), execution_timeout=timeout)
-    except PapermillExecutionError as err:
-        error = _describe_failure(out_ipynb, err)
-    except Exception as err:  # kernel died, timeout, bad notebook: report, go on with the others
-        error = f"{type(err).__name__}: {_first_line(str(err))}"
-    seconds = time.perf_counter() - t0
-    checks: list[str] = []
-    if out_ipynb.exists():
-        checks = check_lines(nbformat.read(out_ipynb, as_version=4))
-        try:
-            _write_html(out_ipynb, out_html)
+            write_html(nbformat.reads(result["notebook"], as_version=4), out_ipynb.with_suffix(".html"))
+            result["html"] = out_ipynb.with_suffix(".html")
         except Exception as err:  # the run's result matters more than its page
-            error = error or f"HTML export failed: {type(err).__name__}: {err}"
-    if not error and not any(c.startswith("CHECK") and " ok" in c for c in checks):
-        error = "the check cell printed no 'CHECK ... ok' line"
-    return RunResult(target, not error, seconds, checks, error, out_ipynb if out_ipynb.exists() else None,
-                     out_html if out_html.exists() else None)
+            if result["status"] == "ok":
+                result.update(status="failed", error=f"HTML export failed: {type(err).__name__}: {err}")
+    if result["status"] == "ok" and not any(c.startswith("CHECK") and " ok" in c for c in result["checks"]):
+        result.update(status="failed", error="the check cell printed no 'CHECK ... ok' line")
+    return result
 
 
 def format_table(results: Sequence[RunResult]) -> str:
@@ -213,9 +156,6 @@ tr.failed{{background:#fdd}} tr.ok td:nth-child(3){{color:#070}}</style></head><
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
-
-
-RESULTS_FILE = "results.json"
 
 
 def _write_results(results: Sequence[RunResult], out_dir: Path, parameters: dict) -> Path:
@@ -254,42 +194,60 @@ def _check_png_support() -> None:
 
 
 def run(keys: Sequence[str] = (), *, fast: bool = False, parameters: dict | None = None,
-        out_dir: Path | str = "build/run", png: bool = False, echo: Callable[[str], None] = print) -> list[RunResult]:
-    """Run notebooks headless and return one result per notebook.
+        out_dir: Path | str = "build/run", png: bool = False, workers: int | None = None,
+        fresh_kernels: bool = False, timeout: int = 600, echo: Callable[[str], None] = print) -> list[RunResult]:
+    """Run notebooks headless and return one result per notebook, in the order given.
 
     Parameters
     ----------
     keys : catalog ids, slugs or notebook paths (all catalog notebooks when empty)
     fast : pass ``FAST=True``
     parameters : extra parameters; names are checked against each notebook's parameters cell
-    out_dir : where the executed notebooks, their HTML pages, ``index.html`` and ``results.json`` go
+    out_dir : where the executed notebooks, their HTML pages, ``index.html``, ``results.json`` and
+        the kernels' logs (``logs/``) go
     png : also write each figure as a PNG under ``out_dir/<notebook>/`` (needs Chrome or Chromium)
+    workers : local workers, each with its own kept kernel (default: one per core)
+    fresh_kernels : a new kernel for every notebook (stock papermill behaviour) instead of kept ones
+    timeout : seconds allowed per cell
+    echo : where the progress lines go
     """
+    engine.check_workers(workers)
     targets = resolve(keys)
     if png:
         _check_png_support()
     params = {"INTERACTIVE": False, **({"FAST": True} if fast else {}), **(parameters or {})}
     for t in targets:  # refuse unknown names before anything runs
-        known = _notebook_parameters(t.path)
+        known = notebook_parameters(t.path)
         unknown = [k for k in params if k not in known]
         if unknown:
             raise ValueError(f"parameter {unknown[0]!r} is not in the parameters cell of {t.path.name}; "
                              f"its parameters are: {', '.join(known)}")
     out_dir = Path(out_dir)
-    results = []
-    for i, t in enumerate(targets, 1):
-        echo(f"[{i}/{len(targets)}] {t.label} {t.path.name} ...")
-        r = run_one(t, out_dir, params)
-        echo(f"      {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f} s"
-             f"{'' if r.ok else ': ' + r.error}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = [engine.task_for(t.path, params, fresh=fresh_kernels, timeout=timeout, log_dir=(out_dir / "logs").resolve(),
+                             out_dir=str(out_dir), index=i) for i, t in enumerate(targets)]
+    n = min(workers or engine.local_workers(), len(targets))
+    echo(f"running {len(targets)} notebook{'s' if len(targets) != 1 else ''} on {n} "
+         f"{'fresh-kernel ' if fresh_kernels else ''}worker{'s' if n != 1 else ''} ...")
+    results: list[RunResult | None] = [None] * len(targets)
+    count = iter(range(1, len(targets) + 1))
+
+    def on_result(task: dict, res: dict) -> None:
+        t = targets[task["index"]]
+        r = RunResult(t, res["status"] == "ok", res["seconds"], res["checks"], res["error"], res.get("ipynb"),
+                      res.get("html"), res["records"], res["cell_seconds"])
+        results[task["index"]] = r
+        echo(f"[{next(count)}/{len(targets)}] {t.label} {t.path.name} {'ok' if r.ok else 'FAILED'} "
+             f"in {r.seconds:.1f} s{'' if r.ok else ': ' + r.error}")
         if png and r.ipynb is not None:
             pngs = write_pngs(r.ipynb, out_dir / t.path.stem)
             echo(f"      {len(pngs)} PNG figure(s) in {out_dir / t.path.stem}/")
-        results.append(r)
-    index = _write_index(results, out_dir, params)
-    _write_results(results, out_dir, params)
-    echo("")
-    echo(format_table(results))
-    echo(f"\nexecuted notebooks and HTML pages: {out_dir}/  (open {index})")
-    return results
 
+    engine.run_tasks(tasks, on_result, workers=n, work=_run_and_export)
+    done = [r for r in results if r is not None]
+    index = _write_index(done, out_dir, params)
+    _write_results(done, out_dir, params)
+    echo("")
+    echo(format_table(done))
+    echo(f"\nexecuted notebooks and HTML pages: {out_dir}/  (open {index})")
+    return done

@@ -40,14 +40,42 @@ def test_titles_match_the_seed_list():
         assert e.title == headings[e.id].strip(), e.id
 
 
-def test_every_notebook_exists_and_declares_its_knobs():
-    for e in catalog.entries():
-        if not e.notebook:
-            continue
-        assert e.path.exists(), e.notebook
-        params = parameters(nbformat.read(e.path, as_version=4))
-        for knob, name in e.knobs.items():
-            assert name in params, f"{e.id}: knob {knob} -> {name} is not a parameter of {e.notebook}"
+def _direction_choices(nb) -> list | None:
+    """The values the setup cell's ``check_choice("DIRECTION", DIRECTION, (...))`` allows."""
+    import ast
+
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not c.source.lstrip().startswith("%"))
+    tree = ast.parse(code)
+    constants = {t.id: n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                 for t in n.targets if isinstance(t, ast.Name)}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check_choice" and len(node.args) >= 3
+                and isinstance(node.args[0], ast.Constant) and node.args[0].value == "DIRECTION"):
+            allowed = node.args[2]
+            if isinstance(allowed, ast.Name):  # DIRECTION = check_choice("DIRECTION", DIRECTION, DIRECTIONS)
+                allowed = constants[allowed.id]
+            return list(ast.literal_eval(allowed))
+    return None
+
+
+@pytest.mark.parametrize("e", [e for e in catalog.entries() if e.notebook], ids=lambda e: e.id)
+def test_catalog_knobs_match_the_notebook(e):
+    """knobs name parameters of the notebook; directions are exactly the values its DIRECTION accepts;
+    every knob parameter has one meaning in the glossary; the default DIRECTION is one of them."""
+    assert e.path.exists(), e.notebook
+    nb = nbformat.read(e.path, as_version=4)
+    params = parameters(nb)
+    glossary = catalog.glossary()
+    for knob, name in e.knobs.items():
+        assert name in params, f"{e.id}: knob {knob} -> {name} is not a parameter of {e.notebook}"
+        assert name in glossary, f"{e.id}: {name} is not in the catalog's [glossary]; add what it means"
+    if "direction" in e.knobs:
+        assert e.directions, f"{e.id}: a direction knob needs its directions listed in the catalog"
+        assert _direction_choices(nb) == e.directions, f"{e.id}: DIRECTION's validation allows other values"
+        assert params[e.knobs["direction"]] in e.directions
+        assert {"forward", "reverse"} <= set(e.directions), f"{e.id}: DIRECTION offers forward and reverse, plus others"
+    else:
+        assert not e.directions, f"{e.id}: directions listed without a direction knob"
 
 
 def test_every_notebook_file_is_in_the_catalog():

@@ -37,9 +37,106 @@ def test_run_one_fast_writes_pages_and_table(tmp_path):
 
 
 def test_run_with_parameter(tmp_path):
-    out = kllab("run", "P37", "--fast", "-p", "BETA", "0.5", "--out", str(tmp_path))
+    out = kllab("run", "P37", "--fast", "-p", "BETA=0.5", "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert "beta=0.5" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_the_other_parameter_syntax_is_refused_with_the_fix(command, tmp_path):
+    grid = ["--grid", "EPSILON=0.1", "--out", str(tmp_path / "s")] if command == "sweep" else []
+    out = kllab(command, "P37", *grid, "-p", "BETA", "0.5")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == (f"kllab {command}: -p must be NAME=VALUE in one word; got 'BETA' "
+                          f"(write -p BETA=0.5, not -p BETA 0.5)\n")
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "two"])
+def test_bad_workers_is_one_line_naming_the_option(workers, tmp_path):
+    out = kllab("run", "P37", "--workers", workers, "--out", str(tmp_path))
+    assert out.returncode == 2 and out.stderr == f"kllab run: --workers must be an integer >= 1; got {workers!r}\n"
+    assert not (tmp_path / "p37-rapo.ipynb").exists()
+
+
+def test_a_leaky_notebook_does_not_affect_the_next_in_the_same_kernel(tmp_path):
+    """kllab run on one worker: the first notebook changes process-wide state, the second sees none of it."""
+    leaky = _notebook(tmp_path / "leaky.ipynb", "import os, torch, numpy as np\nLEAK = 1\n"
+                      "torch.set_default_dtype(torch.float64); os.environ['KLLAB_LEAK'] = '1'; os.chdir('/')\n"
+                      "np.seterr(all='raise'); torch.manual_seed(0)\nprint('CHECK leaky ok')")
+    probe = _notebook(tmp_path / "probe.ipynb", "import os, torch, numpy as np\n"
+                      "from kllab.harness.record import record\n"
+                      "record('leaked', 'LEAK' in globals()); record('dtype', str(torch.get_default_dtype()))\n"
+                      "record('env', 'KLLAB_LEAK' in os.environ); record('cwd', os.getcwd())\n"
+                      "record('numpy', np.geterr()['divide']); record('pid', os.getpid())\nprint('CHECK probe ok')")
+    out = kllab("run", str(leaky), str(probe), "--workers", "1", "--out", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    from kllab.harness.record import read
+
+    got = read(tmp_path / "out" / "probe.ipynb")
+    assert got["leaked"] is False and got["env"] is False and got["dtype"] == "torch.float32"
+    assert got["cwd"] == str(tmp_path) and got["numpy"] == "warn"
+    fresh = kllab("run", str(probe), "--fresh-kernels", "--out", str(tmp_path / "fresh"))
+    assert fresh.returncode == 0, fresh.stderr
+    assert read(tmp_path / "fresh" / "probe.ipynb")["pid"] != got["pid"]
+
+
+def _notebook(path, source):
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = new_code_cell("FAST = False\nINTERACTIVE = True")
+    params.metadata["tags"] = ["parameters"]
+    check = new_code_cell("# NBVAL_CHECK_OUTPUT\n" + source)
+    nb.cells = [params, check]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_new_scaffolds_a_notebook_that_cannot_pass(tmp_path, monkeypatch):
+    """kllab new in a copy of the catalog and notebooks folder: the skeleton, the catalog field, a failing check."""
+    import shutil
+
+    from kllab.harness import catalog, scaffold
+    from kllab.harness.run import run
+
+    cat = tmp_path / "catalog.toml"
+    shutil.copy(catalog.CATALOG_PATH, cat)
+    monkeypatch.setattr(catalog, "CATALOG_PATH", cat)
+    monkeypatch.setattr(catalog, "NOTEBOOK_DIR", tmp_path)
+    catalog.reload()
+    try:
+        target = next(e for e in catalog.papers() if not e.notebook)
+        path = scaffold.new(target.id)
+        assert path == tmp_path / f"{target.slug}.ipynb"
+        assert catalog.find(target.id).notebook == path.name
+        assert cat.read_text().count(f'notebook = "{path.name}"') == 1
+        nb = nbformat.read(path, as_version=4)
+        md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        for heading in ("## The claim", "## Setup", "## Explore", "## Check", "## Caveats", "## Exercises",
+                        "## References", "<details>"):
+            assert heading in md
+        from kllab.harness.nbtools import parameters
+
+        assert set(parameters(nb)) == {*target.knobs.values(), "SEED", "FAST", "INTERACTIVE"}
+        assert target.title in md and target.arxiv in md
+        results = run([str(path)], fast=True, out_dir=tmp_path / "out", echo=lambda line: None)
+        assert not results[0].ok and "NotImplementedError: SCAFFOLD: the check of" in results[0].error
+        # again, or for a paper that has a notebook: one line, nothing overwritten
+        before = path.read_bytes()
+        with pytest.raises(ValueError, match=f"{target.id} already has a notebook"):
+            scaffold.new(target.id)
+        assert path.read_bytes() == before
+    finally:
+        catalog.reload()
+
+
+def test_new_refuses_unknown_and_existing_papers(tmp_path):
+    before = (Path(__file__).resolve().parents[2] / "kllab" / "harness" / "catalog.toml").read_bytes()
+    out = kllab("new", "P99")
+    assert out.returncode == 2 and out.stderr == "kllab new: paper must be a catalog id (P01..P44); got 'P99'\n"
+    out = kllab("new", "P37")
+    assert out.returncode == 2 and out.stderr.startswith("kllab new: P37 already has a notebook: p37-rapo.ipynb")
+    assert out.stderr.count("\n") == 1
+    assert (Path(__file__).resolve().parents[2] / "kllab" / "harness" / "catalog.toml").read_bytes() == before
 
 
 def test_failure_names_notebook_and_cell_and_others_still_run(tmp_path):
@@ -57,7 +154,7 @@ def test_failure_names_notebook_and_cell_and_others_still_run(tmp_path):
 
 
 def test_unknown_parameter_refused_before_running(tmp_path):
-    out = kllab("run", "P37", "-p", "NOPE", "1", "--out", str(tmp_path))
+    out = kllab("run", "P37", "-p", "NOPE=1", "--out", str(tmp_path))
     assert out.returncode == 2
     assert "parameter 'NOPE' is not in the parameters cell of p37-rapo.ipynb" in out.stderr
     assert not (tmp_path / "p37-rapo.ipynb").exists()
@@ -71,6 +168,8 @@ def test_paper_without_notebook(tmp_path):
 def test_strip_keeps_only_check_output(tmp_path):
     src = Path(__file__).resolve().parents[2] / "notebooks" / "p37-rapo.ipynb"
     nb = nbformat.read(src, as_version=4)
+    committed = [c.outputs for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL")]
+    assert committed and committed[0], "the committed check cell has its output"
     for c in nb.cells:
         if c.cell_type == "code" and not c.source.startswith("# NBVAL"):
             c.outputs = [nbformat.v4.new_output("stream", name="stdout", text="noise\n")]
@@ -81,6 +180,24 @@ def test_strip_keeps_only_check_output(tmp_path):
     again = nbformat.read(path, as_version=4)
     assert "widgets" not in again.metadata
     assert [c for c in again.cells if c.cell_type == "code" and c.outputs and not c.source.startswith("# NBVAL")] == []
+    kept = [c.outputs for c in again.cells if c.cell_type == "code" and c.source.startswith("# NBVAL")]
+    assert kept == committed, "the check line is the one output strip keeps"
+
+
+def test_strip_execute_refreshes_the_check_line(tmp_path):
+    src = Path(__file__).resolve().parents[2] / "notebooks" / "p37-rapo.ipynb"
+    nb = nbformat.read(src, as_version=4)
+    check = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL"))
+    committed = check.outputs[0]["text"]
+    check.outputs = []
+    path = tmp_path / "p37-rapo.ipynb"
+    nbformat.write(nb, path)
+    out = kllab("strip", "--execute", str(path))
+    assert out.returncode == 0, out.stderr
+    again = nbformat.read(path, as_version=4)
+    check = next(c for c in again.cells if c.cell_type == "code" and c.source.startswith("# NBVAL"))
+    assert [o["text"] for o in check.outputs] == [committed]
+    assert sum(1 for c in again.cells if c.cell_type == "code" and c.outputs) == 1
 
 
 def test_run_png_and_results_feed_the_gallery(tmp_path):

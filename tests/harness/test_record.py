@@ -12,7 +12,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from kllab.harness.nbtools import is_check_cell, strip
 from kllab.harness.record import MIME_TYPE, _bundle, read, record
-from kllab.harness.run import Target, run_one
+from kllab.harness import engine
 
 
 def _nb(*bundles):
@@ -83,6 +83,7 @@ def test_in_a_real_kernel_the_values_travel_in_the_file_and_strip_removes_them(t
     assert [o.data["text/plain"] for o in outputs] == [
         "recorded kl = 0.5", "recorded direction = 'reverse'", "recorded n = 3"]
     assert all(MIME_TYPE in o.data for o in outputs)
+    assert all(o.data["text/html"] == "" for o in outputs)  # what JupyterLab and Voila render: nothing
     assert read(strip(nbformat.read(out, as_version=4))) == {}  # the committed form keeps none
 
 
@@ -100,9 +101,10 @@ def test_p37_records_what_its_check_asserts(tmp_path):
     from kllab.harness import catalog
 
     e = catalog.find("P37")
-    r = run_one(Target(e.id, e.path, e.title), tmp_path, {"FAST": True, "INTERACTIVE": False, "BETA": 0.25})
-    assert r.ok, r.error
-    got = read(r.ipynb)
+    r = engine.run_point(engine.task_for(e.path, {"FAST": True, "INTERACTIVE": False, "BETA": 0.25}))
+    assert r["status"] == "ok", r["error"]
+    got = read(nbformat.reads(r["notebook"], as_version=4))
+    assert got == r["records"]
     assert set(got) >= {"pi_correct", "pi_correct_forward", "pi_correct_reverse", "theory_forward",
                         "theory_reverse", "trained_error_forward", "trained_error_reverse"}
     assert got["pi_correct"] == got["pi_correct_forward"]  # DIRECTION's default is forward

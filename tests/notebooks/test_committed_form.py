@@ -1,16 +1,18 @@
 """The committed notebooks: small, outputs only in check cells, no widget state, parameters papermill can read."""
 
 import json
+import re
 
 import nbformat
 import papermill
 import pytest
+from helpers import notebook_params
 
 from kllab.harness import catalog
 from kllab.harness.nbtools import is_check_cell, parameters, parameters_cell
+from kllab.harness.scaffold import PLACEHOLDER
 
 ALL = sorted(catalog.NOTEBOOK_DIR.glob("*.ipynb"))
-PAPERS = [p for p in ALL if p.name != "index.ipynb"]
 
 
 @pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
@@ -29,8 +31,9 @@ def test_small_stripped_no_widget_state(path):
         assert "papermill" not in cell.get("metadata", {})
 
 
-@pytest.mark.parametrize("path", PAPERS, ids=[p.stem for p in PAPERS])
-def test_contract_shape(path):
+@notebook_params
+def test_contract_shape(entry):
+    path = entry.path
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert parameters_cell(nb) is code[0], "the parameters cell must be the first code cell"
@@ -51,3 +54,13 @@ def test_contract_shape(path):
     for heading in ("## The claim", "## Explore", "## Check", "## Caveats", "## Exercises", "## References"):
         assert heading in md, f"{path.name}: missing {heading!r}"
     assert "**What to notice:**" in md
+
+
+@notebook_params
+def test_no_scaffold_left(entry):
+    nb = nbformat.read(entry.path, as_version=4)
+    text = "\n".join(c.source for c in nb.cells)
+    assert PLACEHOLDER not in text, f"{entry.notebook} still holds {PLACEHOLDER} marks from `kllab new`"
+    for stub in ("NotImplementedError", "TODO"):
+        assert stub not in text, f"{entry.notebook} holds a {stub}"
+

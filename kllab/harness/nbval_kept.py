@@ -1,0 +1,58 @@
+"""A pytest plugin: nbval runs notebooks on the engine's kept kernel instead of starting one per notebook.
+
+``pytest -p kllab.harness.nbval_kept --nbval-lax notebooks/`` (kllab's ``pyproject.toml`` adds the
+``-p`` option) gives nbval the same kernel that :mod:`kllab.harness.engine` keeps for the calling
+thread, reset to its start-up state and moved to the notebook's folder before each notebook, and
+keeps it afterwards instead of shutting it down. Starting a kernel and importing torch and plotly
+costs seconds per notebook; the reset costs a fraction of one. A kernel that died or timed out is
+replaced at the next notebook. Nothing else of nbval changes: it still sends each cell, collects
+its outputs and compares the cells marked ``# NBVAL_CHECK_OUTPUT``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+__all__ = ["KeptRunningKernel"]
+
+
+def _kept_class():
+    from nbval.kernel import RunningKernel
+
+    from .engine import kernels
+
+    class KeptRunningKernel(RunningKernel):
+        """nbval's kernel handle over this thread's kept kernel."""
+
+        def __init__(self, kernel_name, cwd=None, startup_timeout=60):
+            cwd = cwd or tempfile.gettempdir()
+            self._kept = kernels.kept_kernel(kernel_name, cwd, tempfile.gettempdir())
+            try:
+                self._kept.prepare(cwd)
+            except (RuntimeError, TimeoutError):  # it died or hangs: start again
+                kernels.drop_kept_kernel()
+                self._kept = kernels.kept_kernel(kernel_name, cwd, tempfile.gettempdir())
+                self._kept.prepare(cwd)
+            self._kept.runs += 1
+            self.km = self._kept.km
+            self.kc = self.km.blocking_client()
+            self.kc.start_channels()
+            self._ensure_iopub_up()
+
+        def stop(self):
+            """Close this notebook's channels; the kernel stays for the next notebook."""
+            self.kc.stop_channels()
+            del self.km
+
+    return KeptRunningKernel
+
+
+KeptRunningKernel = None
+
+
+def pytest_configure(config):
+    global KeptRunningKernel
+    import nbval.plugin
+
+    KeptRunningKernel = _kept_class()
+    nbval.plugin.RunningKernel = KeptRunningKernel
