@@ -24,23 +24,3 @@ def float64():
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
     config.kllab_collected = [item.nodeid for item in items]
-
-
-# --------------------------------------------------------------------------------------------
-# pytest-xdist: nbval's cells of one notebook stay together (they share a kernel, in order); each
-# parametrised test (one notebook's run, panel or dashboard) is its own unit, so the notebooks
-# spread over the workers; other tests stay with their module (module-scoped fixtures).
-
-
-def pytest_xdist_make_scheduler(config, log):
-    from xdist.scheduler import LoadScopeScheduling
-
-    class NotebookScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            if ".ipynb::" in nodeid:
-                return nodeid.split("::", 1)[0]
-            if nodeid.endswith("]"):
-                return nodeid
-            return nodeid.rsplit("::", 1)[0]
-
-    return NotebookScheduling(config, log)

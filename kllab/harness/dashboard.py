@@ -1,8 +1,9 @@
 """``kllab dashboard``: serve the notebooks as Voila dashboards on this machine.
 
 Voila runs with the configuration in ``kllab/harness/voila.json``: code cells hidden, tracebacks kept out
-of the page (they go to the server log), cells shown as they finish (progressive rendering), and
-only the ``notebooks/`` folder served.
+of the page (they go to the server log), cells shown as they finish (progressive rendering), only
+the ``notebooks/`` folder served, and the kernel of a page that is gone (no connection left) shut
+down after two idle minutes; a page closed normally shuts its kernel down at once.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def serve(key: str | None = None, *, port: int | None = None, open_browser: bool
           preheat: bool = False) -> int:
     """Start Voila, print the URL, and serve until Ctrl-C. Returns Voila's exit status."""
     notebook = _resolve(key)
+    if preheat and notebook is None:
+        n = sum(1 for e in catalog.entries() if e.notebook)
+        raise ValueError(f"--preheat needs one notebook: it keeps a kernel per notebook (about 0.5 GB each, "
+                         f"{n} for the gallery); e.g. kllab dashboard P37 --preheat")
     port = port or free_port()
     # A SIGTERM (a service manager, a test) must stop Voila too: turn it into SystemExit so that
     # the finally clause below runs.

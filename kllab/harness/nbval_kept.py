@@ -7,6 +7,11 @@ keeps it afterwards instead of shutting it down. Starting a kernel and importing
 costs seconds per notebook; the reset costs a fraction of one. A kernel that died or timed out is
 replaced at the next notebook. Nothing else of nbval changes: it still sends each cell, collects
 its outputs and compares the cells marked ``# NBVAL_CHECK_OUTPUT``.
+
+With pytest-xdist, the plugin's scheduler keeps each notebook's cells together on one worker (they
+share a kernel, in order), gives each parametrised test (one notebook's run, panel or dashboard)
+a unit of its own, so that the notebooks spread over the workers, and keeps other tests with
+their module (module-scoped fixtures).
 """
 
 from __future__ import annotations
@@ -56,3 +61,17 @@ def pytest_configure(config):
 
     KeptRunningKernel = _kept_class()
     nbval.plugin.RunningKernel = KeptRunningKernel
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebookScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if ".ipynb::" in nodeid:
+                return nodeid.split("::", 1)[0]
+            if nodeid.endswith("]"):
+                return nodeid
+            return nodeid.rsplit("::", 1)[0]
+
+    return NotebookScheduling(config, log)

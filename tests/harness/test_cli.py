@@ -242,3 +242,9 @@ def test_dashboard_serves_and_prints_url():
 def test_dashboard_refuses_paper_without_notebook():
     out = kllab("dashboard", "P01", "--no-browser")
     assert out.returncode == 2 and "P01" in out.stderr and "has no notebook yet" in out.stderr
+
+
+def test_dashboard_refuses_preheating_the_whole_gallery():
+    out = kllab("dashboard", "--preheat", "--no-browser")
+    assert out.returncode == 2 and out.stderr.startswith("kllab dashboard: --preheat needs one notebook")
+    assert out.stderr.count("\n") == 1
