@@ -27,7 +27,7 @@ def test_notebook_table_matches_catalog():
 def test_every_cli_subcommand_in_readme_exists():
     from kllab.harness.cli import main
 
-    for sub in set(re.findall(r"kllab (list|run|strip|dashboard|sweep)\b", README)):
+    for sub in set(re.findall(r"kllab (list|new|run|strip|dashboard|sweep|plot)\b", README)):
         try:
             main([sub, "--help"])
         except SystemExit as e:
