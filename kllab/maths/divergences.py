@@ -26,7 +26,7 @@ from .validation import (DIRECTIONS, check_choice, check_log_probs, check_no_nan
                          check_positive, check_real, check_same_shape)
 
 __all__ = [
-    "kl", "kl_from_logits", "js", "total_variation", "hellinger", "alpha_divergence",
+    "kl", "kl_from_logits", "js", "jeffreys", "total_variation", "hellinger", "alpha_divergence",
     "renyi", "f_divergence", "FDivergence", "F_DIVERGENCES", "divergence", "DIVERGENCES",
     "entropy", "cross_entropy", "kl_gaussian", "log_softmax_t",
 ]
@@ -174,6 +174,34 @@ def js(logp, logq, *, validate: bool = True) -> torch.Tensor:
     logp, logq = _pair(logp, logq, validate)
     logm = torch.logaddexp(logp, logq) - math.log(2.0)
     return 0.5 * _kl_unchecked(logp, logm) + 0.5 * _kl_unchecked(logq, logm)
+
+
+def jeffreys(logp, logq, *, validate: bool = True) -> torch.Tensor:
+    r"""Jeffreys divergence, the symmetrised KL: :math:`J(p, q) = \mathrm{KL}(p \| q) + \mathrm{KL}(q \| p)`.
+
+    .. math::
+        J(p, q) = \sum_i (p_i - q_i) \log \frac{p_i}{q_i} \;\ge\; 4\,\mathrm{JS}(p, q)
+
+    The bound (Lin, 1991) follows from convexity: :math:`\mathrm{KL}(p \| m) \le \tfrac12 \mathrm{KL}(p \| q)`
+    for :math:`m = \tfrac12(p + q)`. Unlike JS it is unbounded: ``inf`` as soon as either support misses
+    mass of the other. Symmetric, so neither argument is the reference.
+
+    Parameters
+    ----------
+    logp, logq : Tensor, shape (..., K)
+        Log-probabilities on the last axis; ``-inf`` allowed.
+
+    Returns
+    -------
+    Tensor, shape (...)
+
+    >>> import torch
+    >>> p = torch.tensor([0.5, 0.5]).log(); q = torch.tensor([0.9, 0.1]).log()
+    >>> round(jeffreys(p, q).item(), 4), bool(jeffreys(p, q) >= 4 * js(p, q))
+    (0.8789, True)
+    """
+    logp, logq = _pair(logp, logq, validate)
+    return _kl_unchecked(logp, logq) + _kl_unchecked(logq, logp)
 
 
 def total_variation(logp, logq, *, validate: bool = True) -> torch.Tensor:

@@ -246,3 +246,23 @@ def test_gradients_are_finite_with_masked_outcomes():
     loss = D.kl(target, torch.log_softmax(logits, -1))
     loss.backward()
     assert torch.isfinite(logits.grad[:2]).all()
+
+
+def test_jeffreys_is_the_symmetrised_kl_and_bounds_four_js():
+    logp, logq = random_logp(100_000, 6, seed=21), random_logp(100_000, 6, seed=22)
+    j = D.jeffreys(logp, logq)
+    torch.testing.assert_close(j, D.kl(logp, logq) + D.kl(logq, logp))
+    torch.testing.assert_close(j, D.jeffreys(logq, logp))
+    assert (j - 4 * D.js(logp, logq)).min().item() >= -1e-12   # Lin (1991): J >= 4 JS
+    p, q = logp.exp().numpy(), logq.exp().numpy()
+    np.testing.assert_allclose(j.numpy(), ((p - q) * np.log(p / q)).sum(-1), rtol=1e-10)
+
+
+def test_jeffreys_zero_iff_equal_and_inf_on_disjoint_support():
+    logp = random_logp(4, 5, seed=23)
+    assert D.jeffreys(logp, logp).abs().max().item() < 1e-12
+    assert D.jeffreys(torch.tensor([0.0, -INF]), torch.tensor([-INF, 0.0])).item() == INF
+    one_sided = D.jeffreys(torch.tensor([-INF, 0.0]), torch.tensor([math.log(0.5), math.log(0.5)]))
+    assert one_sided.item() == INF   # KL(q || p) is infinite even though KL(p || q) is log 2
+    with pytest.raises(ValueError, match="logp must be log-probabilities"):
+        D.jeffreys(torch.tensor([1.0, 2.0]), torch.tensor([0.0, -INF]))
