@@ -8,7 +8,7 @@ keeps the soft loss on the same scale as a hard-label loss whatever T is.
 
 Sections, in order:
 
-* the KD loss and its gradient (:func:`kd_loss`, :func:`kd_gradient`), and a plain :class:`Adam`;
+* the KD loss and its gradient (:func:`kd_loss`, :func:`kd_gradient`);
 * clipping the teacher to its head: the bucketed KL, a lower bound of the KL by the data processing
   inequality (:func:`teacher_head`, :func:`bucket_kl`, :func:`truncated_kl`, :func:`bucket_kd_loss`,
   :func:`fit_low_rank_student`; MGSR's DAC-KL, arXiv:2407.10068);
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .optim import Adam
 from .divergences import NEG_INF, _as_tensor, _kl_unchecked, entropy, js, kl, kl_from_logits, log_softmax_t
 from .validation import (DIRECTIONS, check_choice, check_int, check_log_probs, check_no_nan, check_positive,
                          check_real, check_same_shape)
@@ -36,7 +37,7 @@ from .validation import (DIRECTIONS, check_choice, check_int, check_log_probs, c
 if TYPE_CHECKING:   # imported where it is used, so that the losses never depend on the training machinery
     from .ensemble import EnsembleMLP
 
-__all__ = ["KD_DIRECTIONS", "kd_loss", "kd_gradient", "Adam",
+__all__ = ["KD_DIRECTIONS", "kd_loss", "kd_gradient",
            "teacher_head", "bucket_kl", "truncated_kl", "bucket_kd_loss", "STUDENT_LOSSES", "fit_low_rank_student",
            "entropy_balance_weight", "balanced_kd_loss", "ONLINE_LOSSES", "TeacherTrajectory", "train_teacher",
            "distill_students", "pass_rate_weight", "pass_rate_weight_mode", "estimated_pass_rate_weight"]
@@ -105,46 +106,6 @@ def kd_gradient(logits_teacher: torch.Tensor, logits_student: torch.Tensor,
     p = torch.softmax(logits_teacher / temperature, dim=-1)
     q = torch.softmax(logits_student / temperature, dim=-1)
     return (q - p) / temperature
-
-
-class Adam:
-    r"""Plain Adam (Kingma & Ba, 2015) on a list of tensors, with the defaults of ``torch.optim.Adam``.
-
-    .. math::
-        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2, \quad
-        \theta \leftarrow \theta - \eta\, \frac{m / (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^t)} + \epsilon}
-
-    The same update as ``torch.optim.Adam(params, lr)`` (the tests check it step by step), written out
-    because constructing any ``torch.optim`` optimiser imports ``torch._dynamo``, about a second of
-    CPU that a notebook would pay before its first trained figure.
-
-    >>> import torch
-    >>> x = torch.tensor([1.0, -2.0], requires_grad=True); opt = Adam([x], lr=0.1)
-    >>> for _ in range(100):
-    ...     x.grad = None; (x ** 2).sum().backward(); opt.step()
-    >>> bool(x.abs().max() < 0.05)
-    True
-    """
-
-    def __init__(self, params: Sequence[torch.Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
-        self.params = list(params)
-        self.lr = check_positive("lr", lr)
-        self.betas, self.eps, self.t = betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-
-    @torch.no_grad()
-    def step(self) -> None:
-        """One update from the parameters' ``.grad`` (a missing gradient counts as zero)."""
-        self.t += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            g = p.grad if p.grad is not None else torch.zeros_like(p)
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            p.sub_(self.lr * (m / c1) / ((v / c2).sqrt() + self.eps))
 
 
 # --- Clipping the teacher to its head: the bucketed KL (MGSR's DAC-KL, P02) -----------------------

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .optim import Adam
 from .validation import check_int, check_positive, check_real
 
 __all__ = ["EnsembleMLP", "train_ensemble"]
@@ -100,14 +101,8 @@ def train_ensemble(model: nn.Module, loss: Callable[[], torch.Tensor], *, steps:
     The optimiser steps on their sum, which, the models sharing no parameter and Adam acting
     element by element, is exactly R separate trainings.
 
-    The update is ``torch.optim.Adam``'s (Kingma and Ba, 2015; L2 ``weight_decay`` added to the
-    gradient), written out so that a first training does not pay for importing the optimiser
-    machinery (about a second, ``torch._dynamo``); the tests check it against ``torch.optim.Adam``.
-
-    .. math::
-        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2, \quad
-        \theta \leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,
-        \frac{m}{\sqrt{v}/\sqrt{1-\beta_2^t} + \epsilon}
+    The update is ``torch.optim.Adam``'s (L2 ``weight_decay`` added to the gradient), by
+    :class:`kllab.maths.optim.Adam`, which does not pay for importing torch's optimiser machinery.
 
     Parameters
     ----------
@@ -133,27 +128,15 @@ def train_ensemble(model: nn.Module, loss: Callable[[], torch.Tensor], *, steps:
     (torch.Size([200, 2]), True)
     """
     steps = check_int("steps", steps, low=1)
-    lr = check_positive("lr", lr)
-    weight_decay = check_real("weight_decay", weight_decay, low=0.0)
-    beta1, beta2 = (check_real("betas", b, low=0.0, high=1.0, high_open=True) for b in betas)
-    eps = check_positive("eps", eps)
-    params = [p for p in model.parameters() if p.requires_grad]
-    first = [torch.zeros_like(p) for p in params]
-    second = [torch.zeros_like(p) for p in params]
+    opt = Adam([p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas, eps=eps,
+               weight_decay=weight_decay)
     history = []
-    for t in range(1, steps + 1):
-        for p in params:
-            p.grad = None
+    for _ in range(steps):
+        opt.zero_grad()
         per_model = loss()
         if per_model.ndim != 1:
             raise ValueError(f"loss() must return one loss per model, shape (R,); got shape {tuple(per_model.shape)}")
         per_model.sum().backward()
-        correction1, correction2 = 1 - beta1 ** t, math.sqrt(1 - beta2 ** t)
-        with torch.no_grad():
-            for p, m, v in zip(params, first, second):
-                g = p.grad if weight_decay == 0 else p.grad.add(p, alpha=weight_decay)
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                p.addcdiv_(m, (v.sqrt() / correction2).add_(eps), value=-lr / correction1)
+        opt.step()
         history.append(per_model.detach())
     return torch.stack(history)

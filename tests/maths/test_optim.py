@@ -1,0 +1,56 @@
+"""kllab.maths.optim.Adam: the iterates of torch.optim.Adam, bit for bit, without its machinery."""
+
+import pytest
+import torch
+
+from kllab.maths.optim import Adam
+
+
+def _loss(x, w):
+    return ((x @ w - 1.0) ** 2).mean() + 0.1 * (w ** 4).sum()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("options", [{}, {"weight_decay": 0.01}, {"betas": (0.5, 0.9), "eps": 1e-6},
+                                     {"maximize": True}])
+def test_same_iterates_as_torch(dtype, options):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 5, generator=g, dtype=dtype)
+    w0 = torch.randn(5, 3, generator=g, dtype=dtype)
+    ours, theirs = w0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+    sign = -1.0 if options.get("maximize") else 1.0
+    opt_a, opt_b = Adam([ours], lr=0.05, **options), torch.optim.Adam([theirs], lr=0.05, **options)
+    for step in range(60):
+        for w, opt in ((ours, opt_a), (theirs, opt_b)):
+            opt.zero_grad()
+            (sign * _loss(x, w)).backward()
+            opt.step()
+        assert torch.equal(ours, theirs), f"iterates differ at step {step + 1}"
+
+
+def test_a_parameter_without_gradient_is_left_alone_and_lr_can_change():
+    a, b = torch.ones(2, requires_grad=True), torch.ones(2, requires_grad=True)
+    opt = Adam([a, b], lr=0.1)
+    (a ** 2).sum().backward()
+    opt.step()
+    assert torch.equal(b, torch.ones(2)) and (a < 1).all()
+    opt.lr = 0.0
+    before = a.clone()
+    opt.zero_grad()
+    (a ** 2).sum().backward()
+    opt.step()
+    assert torch.equal(a, before)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr": 0.0}, "lr must be > 0; got 0.0"),
+    ({"betas": (0.9, 1.0)}, "betas must be < 1; got 1.0"),
+    ({"betas": (0.9,)}, "betas must be two numbers"),
+    ({"eps": -1.0}, "eps must be > 0"),
+    ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
+])
+def test_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Adam([torch.zeros(1, requires_grad=True)], **kwargs)
+    with pytest.raises(ValueError, match="params must be a non-empty list of tensors with requires_grad"):
+        Adam([torch.zeros(1)])
