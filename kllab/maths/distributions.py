@@ -14,7 +14,12 @@ import torch
 
 from .validation import check_int, check_positive, check_real
 
-__all__ = ["Grid1D", "GaussianMixture1D", "two_modes"]
+__all__ = ["Grid1D", "GaussianMixture1D", "two_modes", "discrete_gaussian", "with_floor"]
+
+
+def _normal_cdf(z: torch.Tensor) -> torch.Tensor:
+    """Phi(z) = erfc(-z / sqrt 2) / 2, accurate far into the left tail (``torch.special.ndtr`` loses digits there)."""
+    return 0.5 * torch.special.erfc(-z / math.sqrt(2.0))
 
 
 class Grid1D:
@@ -118,6 +123,59 @@ class GaussianMixture1D:
         """Log-density at ``x`` (any shape)."""
         return self._dist.log_prob(torch.as_tensor(x, dtype=torch.float64))
 
+    def cdf(self, x) -> torch.Tensor:
+        r"""The distribution function :math:`F(x) = \sum_k w_k \Phi\big((x - \mu_k)/\sigma_k\big)` (any shape).
+
+        >>> round(two_modes(3.0).cdf(0.0).item(), 12)
+        0.5
+        """
+        x = torch.as_tensor(x, dtype=torch.float64)
+        return (self.weights * _normal_cdf((x[..., None] - self.means) / self.sigmas)).sum(-1)
+
+    def sf(self, x) -> torch.Tensor:
+        r"""The survival function :math:`1 - F(x)`, computed directly (accurate far in the right tail)."""
+        x = torch.as_tensor(x, dtype=torch.float64)
+        return (self.weights * _normal_cdf((self.means - x[..., None]) / self.sigmas)).sum(-1)
+
+    def quantile(self, u) -> torch.Tensor:
+        r"""The quantile function :math:`F^{-1}(u)`, the inverse of :meth:`cdf`, for ``u`` in [0, 1] (any shape).
+
+        Solved by bisection in float64 (the mixture CDF has no closed-form inverse), on :meth:`cdf` for
+        :math:`u \le \tfrac12` and on :meth:`sf` above, so both tails keep their precision;
+        ``u = 0`` gives ``-inf`` and ``u = 1`` gives ``inf``.
+
+        Parameters
+        ----------
+        u : Tensor or float, values in [0, 1]
+
+        Returns
+        -------
+        Tensor, the shape of ``u``
+
+        >>> gm = GaussianMixture1D([-1.0, 2.0], [0.5, 1.5], [0.3, 0.7])
+        >>> u = torch.tensor([0.01, 0.3, 0.5, 0.99], dtype=torch.float64)
+        >>> bool(torch.allclose(gm.cdf(gm.quantile(u)), u, rtol=1e-12, atol=0))
+        True
+        >>> [round(v, 10) + 0.0 for v in two_modes(3.0).quantile(torch.tensor([0.0, 0.5, 1.0])).tolist()]
+        [-inf, 0.0, inf]
+        """
+        u = torch.as_tensor(u, dtype=torch.float64)
+        if torch.isnan(u).any() or (u < 0).any() or (u > 1).any():
+            bad = u[torch.isnan(u) | (u < 0) | (u > 1)].flatten()[0].item()
+            raise ValueError(f"u must be probabilities in [0, 1]; got {bad!r}")
+        upper = u > 0.5
+        target = torch.where(upper, 1.0 - u, u)          # solve F(x) = u below the median, S(x) = 1 - u above it
+        spread = float(self.sigmas.max())
+        lo = torch.full_like(u, float(self.means.min()) - 40.0 * spread)
+        hi = torch.full_like(u, float(self.means.max()) + 40.0 * spread)
+        for _ in range(110):                              # the bracket shrinks to float64 resolution
+            mid = 0.5 * (lo + hi)
+            below = torch.where(upper, self.sf(mid) > target, self.cdf(mid) < target)
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        x = 0.5 * (lo + hi)
+        x = torch.where(u == 0, torch.full_like(x, -math.inf), x)
+        return torch.where(u == 1, torch.full_like(x, math.inf), x)
+
     def score(self, x) -> torch.Tensor:
         r"""The score :math:`\partial_x \log p(x)`, by autograd."""
         x = torch.as_tensor(x, dtype=torch.float64).detach().requires_grad_(True)
@@ -154,3 +212,66 @@ def two_modes(separation: float, sigma: float = 1.0) -> GaussianMixture1D:
     """
     s = check_real("separation", separation, low=0.0)
     return GaussianMixture1D([-s, s], [sigma, sigma])
+
+
+def discrete_gaussian(positions, mu, sigma) -> torch.Tensor:
+    r"""Log-probabilities of a Gaussian discretised on points: :math:`q_i \propto e^{-(x_i - \mu)^2 / 2\sigma^2}`.
+
+    A two-parameter distribution over a finite, ordered set of outcomes (the bins of a vocabulary,
+    say): the "one-mode student" of distillation toys. Differentiable in ``mu`` and ``sigma``, which
+    broadcast against each other (one distribution per element). It is an exponential family with
+    sufficient statistics :math:`(x, x^2)`, so the forward-KL fit to any p matches p's mean and
+    variance on the points.
+
+    Parameters
+    ----------
+    positions : Tensor, shape (n,)
+        The outcomes' positions.
+    mu, sigma : Tensor or float, broadcastable; sigma > 0
+
+    Returns
+    -------
+    Tensor, shape (*broadcast(mu, sigma).shape, n)
+        Log-probabilities on the last axis.
+
+    >>> x = torch.arange(5, dtype=torch.float64)
+    >>> q = discrete_gaussian(x, 2.0, 1.0).exp()
+    >>> round(q.sum().item(), 12), round((q * x).sum().item(), 12)
+    (1.0, 2.0)
+    """
+    positions = torch.as_tensor(positions, dtype=torch.float64)
+    if positions.ndim != 1 or positions.numel() < 1:
+        raise ValueError(f"positions must be a 1-D tensor of at least one point; got shape {tuple(positions.shape)}")
+    mu = torch.as_tensor(mu, dtype=torch.float64)
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    if not (sigma.detach() > 0).all():
+        raise ValueError(f"sigma must be > 0; got {sigma.detach().min().item()!r}")
+    return torch.log_softmax(-0.5 * ((positions - mu[..., None]) / sigma[..., None]) ** 2, dim=-1)
+
+
+def with_floor(logp: torch.Tensor, floor: float) -> torch.Tensor:
+    r"""Mix a distribution with the uniform one: :math:`\log\big((1 - \phi)\,p_i + \phi / n\big)`.
+
+    Gives every outcome a probability of at least :math:`\phi/n` (a softmax teacher is never
+    exactly zero anywhere), which keeps reverse KL finite.
+
+    Parameters
+    ----------
+    logp : Tensor, shape (..., n)
+        Log-probabilities on the last axis.
+    floor : float in [0, 1]
+        The uniform mass :math:`\phi`.
+
+    >>> p = torch.tensor([0.0, -math.inf], dtype=torch.float64)
+    >>> [round(v, 12) for v in with_floor(p, 0.1).exp().tolist()]
+    [0.95, 0.05]
+    """
+    floor = check_real("floor", floor, low=0.0, high=1.0)
+    logp = torch.as_tensor(logp, dtype=torch.float64)
+    if floor == 0.0:
+        return logp
+    n = logp.shape[-1]
+    uniform = torch.full_like(logp, math.log(floor / n))
+    if floor == 1.0:
+        return uniform
+    return torch.logaddexp(logp + math.log1p(-floor), uniform)
