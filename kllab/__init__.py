@@ -3,10 +3,12 @@
 Three layers, one subpackage each; a layer imports only the layers above it in this list.
 
 ``kllab.maths``
-    The numerics: torch, NumPy, SciPy and POT only, one module per concept shared between
-    papers (``divergences``, ``distributions``, ``fitting``, ``distill``, ``rlhf``, ``width``,
-    ``kernels``, ``matching``, ``sequences``, ...), plus ``validation`` (the checks behind every
-    "NAME must be ...; got ..." message). A new paper's numerics go into the module of their
+    The numerics: torch, NumPy, SciPy, POT and scikit-learn only, one module per concept shared
+    between papers: ``divergences``, ``distributions``, ``fitting``, ``optim`` (the one Adam),
+    ``distill/``, ``calibration``, ``curriculum``, ``ranking``, ``fusion``, ``consistency``,
+    ``clustering``, ``ensemble``, ``transport/``, ``matching``, ``rlhf/``, ``soups``, ``online/``,
+    ``games``, ``robust``, ``adversarial``, ``width``, ``kernels``, ``sequences/``; plus
+    ``validation`` (the checks behind every "NAME must be ...; got ..." message). A new paper's numerics go into the module of their
     concept, or a new module named after the concept (never after the paper); their tests go
     into ``tests/maths/test_<module>.py``.
 ``kllab.ui``

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .distributions import GaussianMixture1D
+from .optim import Adam
 from .validation import check_choice, check_int, check_positive, check_real
 
 __all__ = ["MATCHING_DIVERGENCES", "log_weight", "mixture_score", "gaussian_score", "surrogate_loss",
@@ -315,8 +316,7 @@ def train_affine(target: GaussianMixture1D, f: str = "js", *, init: tuple[float,
     gen = torch.Generator().manual_seed(check_int("seed", seed))
     mu = torch.tensor(mu0, dtype=torch.float64, requires_grad=True)
     log_sigma = torch.tensor(math.log(sigma0), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.Adam([mu, log_sigma], lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - t / steps) if decay else None
+    opt = Adam([mu, log_sigma], lr=lr)     # torch.optim.Adam's update, without importing torch._dynamo
     path = torch.empty(steps + 1, 2, dtype=torch.float64)
     path[0] = torch.tensor([mu0, sigma0])
     for t in range(steps):
@@ -335,8 +335,8 @@ def train_affine(target: GaussianMixture1D, f: str = "js", *, init: tuple[float,
                 score_q = -z / log_sigma.exp()
             surrogate_loss(x, logp - logq, score_p - score_q, f, normalize=normalize).mean().backward()
         opt.step()
-        if sched is not None:
-            sched.step()
+        if decay:
+            opt.lr = lr * (1.0 - (t + 1) / steps)   # what torch's LambdaLR(lambda t: 1 - t / steps) sets
         with torch.no_grad():
             path[t + 1, 0] = mu
             path[t + 1, 1] = log_sigma.exp()

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .divergences import _as_tensor
+from .optim import Adam
 from .validation import check_int, check_log_probs, check_positive
 
 __all__ = ["weight_soup", "soup_model", "geometric_mixture", "sft"]
@@ -176,7 +177,7 @@ def sft(model: nn.Module, features: torch.Tensor, actions: torch.Tensor, *, step
         raise ValueError(f"features and actions must have shapes (n, d) and (n,); got {tuple(features.shape)} "
                          f"and {tuple(actions.shape)}")
     out = copy.deepcopy(model)
-    opt = torch.optim.Adam(out.parameters(), lr=lr)
+    opt = Adam(list(out.parameters()), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(out(features), actions).backward()

@@ -14,7 +14,6 @@ import math
 
 import torch
 from torch import nn
-from torch.func import functional_call, jacrev, vmap
 
 from .validation import check_choice, check_int, check_positive
 
@@ -97,18 +96,25 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = 
     >>> K.shape, bool(torch.allclose(K, K.T))
     (torch.Size([5, 5]), True)
     """
-    params = {k: v.detach() for k, v in model.named_parameters()}
-
-    def f_single(p, x):
-        return functional_call(model, p, (x.unsqueeze(0),)).squeeze()
+    params = [p for p in model.parameters() if p.requires_grad]
 
     def jac(x):
-        j = vmap(jacrev(f_single), (None, 0))(params, x)
-        return torch.cat([v.reshape(x.shape[0], -1) for v in j.values()], dim=1)
+        # One backward pass per input: row i is the gradient of f(x_i) with respect to every parameter.
+        # (torch.func's vmap(jacrev) gives the same matrix, but its first call costs about a second.)
+        out = model(x)
+        if out.ndim != 2 or out.shape[1] != 1:
+            raise ValueError(f"model must have one output, shape (n, 1); got {tuple(out.shape)}")
+        rows = []
+        for i in range(x.shape[0]):
+            grads = torch.autograd.grad(out[i, 0], params, retain_graph=i + 1 < x.shape[0], allow_unused=True)
+            rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                                   for g, p in zip(grads, params)]))
+        return torch.stack(rows)
 
-    j1 = jac(x1)
-    j2 = j1 if x2 is None else jac(x2)
-    return j1 @ j2.T
+    with torch.enable_grad():
+        j1 = jac(x1)
+        j2 = j1 if x2 is None else jac(x2)
+    return (j1 @ j2.T).detach()
 
 
 def relu_ntk(x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
@@ -167,13 +173,17 @@ def train_mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float =
     steps = check_int("steps", steps, low=1)
     if y.shape != (x.shape[0], 1):
         raise ValueError(f"y must have shape ({x.shape[0]}, 1); got {tuple(y.shape)}")
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    params = [p for p in model.parameters() if p.requires_grad]
     history = []
     for _ in range(steps):
-        opt.zero_grad()
+        for p in params:
+            p.grad = None
         loss = 0.5 * ((model(x) - y) ** 2).mean()
         loss.backward()
-        opt.step()
+        with torch.no_grad():   # torch.optim.SGD's update, without importing torch._dynamo (a second or two)
+            for p in params:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-lr)
         history.append(loss.item())
         if not math.isfinite(history[-1]):
             raise ValueError(f"training diverged at step {len(history)} (loss {history[-1]}); lower lr, got lr={lr}")

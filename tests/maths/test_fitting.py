@@ -68,3 +68,57 @@ def test_bad_input(kwargs, message):
 def test_bad_target():
     with pytest.raises(ValueError, match="target must be"):
         fit_gaussian("not a density")
+
+
+def _centred_reverse_fit(s, w):
+    """The centred stationary point of KL(q || p) (mu = 0 by symmetry, sigma by a 1-D minimisation) and the
+    Hessian of the grid loss there in (mu, log sigma)."""
+    from scipy.optimize import minimize_scalar
+
+    from kllab.maths.distributions import Grid1D
+    from kllab.maths.divergences import kl
+    from kllab.maths.fitting import gaussian_logq
+
+    half = s + 8 * w + 6 * math.hypot(s, w)
+    grid = Grid1D(-half, half, max(2001, math.ceil(8 * 2 * half / w) + 1))
+    logp = grid.discretize(two_modes(s, w).log_prob(grid.x))
+
+    def loss(mu, log_sigma):
+        return kl(gaussian_logq(grid, mu, log_sigma.exp()), logp, validate=False)
+
+    res = minimize_scalar(lambda u: loss(torch.tensor(0.0, dtype=torch.float64),
+                                         torch.tensor(u, dtype=torch.float64)).item(),
+                          bounds=(math.log(0.5 * s), math.log(2 * s + 2 * w)), method="bounded",
+                          options={"xatol": 1e-10})
+    h = torch.autograd.functional.hessian(loss, (torch.tensor(0.0, dtype=torch.float64),
+                                                 torch.tensor(res.x, dtype=torch.float64)))
+    return math.exp(res.x), torch.tensor([[h[0][0], h[0][1]], [h[1][0], h[1][1]]])
+
+
+@pytest.mark.parametrize("s_over_w", [0.5, 2.0, 3.0, 10.0, 40.0])
+def test_centred_reverse_fit_is_a_local_minimum_not_a_saddle(s_over_w):
+    sigma_c, hess = _centred_reverse_fit(1.0, 1.0 / s_over_w)
+    assert abs(hess[0, 1].item()) < 1e-8 * hess.abs().max().item()   # even in mu: no mixed term at mu = 0
+    assert (torch.linalg.eigvalsh(hess) > 0).all(), hess
+
+
+def test_centred_reverse_fit_curvatures_for_narrow_modes():
+    # w -> 0: sigma_c -> s sqrt(2/pi); d2/dmu2 -> pi / (2 s^2); d2/dlog(sigma)2 -> 1 + sigma_c^2 / w^2.
+    s, w = 2.0, 0.05
+    sigma_c, hess = _centred_reverse_fit(s, w)
+    assert sigma_c == pytest.approx(s * math.sqrt(2 / math.pi), rel=1e-3)
+    assert hess[0, 0].item() == pytest.approx(math.pi / (2 * s * s), rel=0.05)
+    assert hess[1, 1].item() == pytest.approx(1 + sigma_c ** 2 / w ** 2, rel=0.01)
+
+
+def test_gaussian_logq_is_the_discretised_normal():
+    from kllab.maths.distributions import Grid1D
+    from kllab.maths.fitting import gaussian_logq
+
+    grid = Grid1D(-8.0, 8.0, 801)
+    mu, sigma = torch.tensor([[0.3], [-1.0]], dtype=torch.float64), torch.tensor([[0.7], [2.5]], dtype=torch.float64)
+    oracle = grid.discretize(torch.distributions.Normal(mu, sigma).log_prob(grid.x))
+    torch.testing.assert_close(gaussian_logq(grid, mu, sigma), oracle, rtol=0, atol=1e-12)
+    assert torch.logsumexp(gaussian_logq(grid, 0.0, 1.0), -1).abs() < 1e-12
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        gaussian_logq(grid, 0.0, -1.0)

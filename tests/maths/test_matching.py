@@ -185,3 +185,25 @@ def test_sampled_training_reverse_locks_onto_a_mode_and_is_reproducible(one_thre
 def test_bad_input_names_the_parameter(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_train_affine_is_torch_adam_with_a_linear_decay():
+    # The same iterates as torch.optim.Adam with LambdaLR(1 - t / steps), on the same noise.
+    p, steps, lr = two_modes(3.0), 40, 0.1
+    run = train_affine(p, "js", init=(2.0, 1.5), steps=steps, batch=64, lr=lr, seed=5)
+    mu = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    log_sigma = torch.tensor(math.log(1.5), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([mu, log_sigma], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - t / steps)
+    gen = torch.Generator().manual_seed(5)
+    for t in range(steps):
+        opt.zero_grad()
+        z = torch.randn(64, generator=gen, dtype=torch.float64)
+        x = mu + log_sigma.exp() * z
+        with torch.no_grad():
+            logr = p.log_prob(x) - torch.distributions.Normal(mu, log_sigma.exp()).log_prob(x)
+            diff = mixture_score(p, x) + z / log_sigma.exp()
+        surrogate_loss(x, logr, diff, "js", normalize=True).mean().backward()
+        opt.step()
+        sched.step()
+        assert torch.allclose(run.path[t + 1], torch.stack([mu, log_sigma.exp()]).detach(), rtol=1e-12, atol=1e-12), t

@@ -54,3 +54,17 @@ def test_bad_input(kwargs, message):
         Adam([torch.zeros(1, requires_grad=True)], **kwargs)
     with pytest.raises(ValueError, match="params must be a non-empty list of tensors with requires_grad"):
         Adam([torch.zeros(1)])
+
+
+def test_a_learning_rate_schedule_matches_torchs():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(5, generator=gen, dtype=torch.float64)
+    mine, ref = a.clone().requires_grad_(True), a.clone().requires_grad_(True)
+    opt_mine, opt_ref = Adam([mine], lr=0.05), torch.optim.Adam([ref], lr=0.05)
+    for t in range(200):
+        for x, opt in ((mine, opt_mine), (ref, opt_ref)):
+            opt.zero_grad()
+            ((x - 1.0) ** 4 + torch.sin(3 * x)).sum().backward()
+            opt.step()
+        opt_mine.lr = opt_ref.param_groups[0]["lr"] = 0.05 * (1 - t / 200)   # a schedule changes lr between steps
+        assert torch.equal(mine, ref), t

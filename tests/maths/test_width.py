@@ -74,3 +74,35 @@ def test_bad_input(call, message):
     with pytest.raises(ValueError) as err:
         call()
     assert message in str(err.value)
+
+
+def test_empirical_ntk_matches_torch_func_two_layers_and_cross_kernel():
+    # Oracle: torch.func's vmap(jacrev), a different differentiation route; depth 2, standard parametrisation.
+    from torch.func import functional_call, jacrev, vmap
+
+    net = MLP(3, 1, width=9, depth=2, parametrization="standard", seed=4)
+    x1, x2 = torch.randn(6, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    params = {k: v.detach() for k, v in net.named_parameters()}
+
+    def jac(x):
+        j = vmap(jacrev(lambda p, xi: functional_call(net, p, (xi[None],)).squeeze()), (None, 0))(params, x)
+        return torch.cat([v.reshape(x.shape[0], -1) for v in j.values()], 1)
+
+    torch.testing.assert_close(empirical_ntk(net, x1, x2), jac(x1) @ jac(x2).T)
+    assert empirical_ntk(net, x1).shape == (6, 6) and not empirical_ntk(net, x1).requires_grad
+
+
+def test_train_mse_is_plain_gradient_descent():
+    # The update is torch.optim.SGD's, step for step.
+    x, y = circle(5), torch.sin(3 * torch.arange(5.0, dtype=torch.float64))[:, None]
+    a, b = MLP(2, 1, width=6, seed=2), MLP(2, 1, width=6, seed=2)
+    hist = train_mse(a, x, y, lr=0.3, steps=25)
+    opt = torch.optim.SGD(b.parameters(), lr=0.3)
+    for t in range(25):
+        opt.zero_grad()
+        loss = 0.5 * ((b(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        assert hist[t] == loss.item()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)

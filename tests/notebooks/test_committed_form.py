@@ -57,10 +57,19 @@ def test_contract_shape(entry):
 
 
 @notebook_params
-def test_no_scaffold_left(entry):
+def test_no_scaffold_left_and_every_exercise_has_a_worked_solution(entry):
     nb = nbformat.read(entry.path, as_version=4)
     text = "\n".join(c.source for c in nb.cells)
     assert PLACEHOLDER not in text, f"{entry.notebook} still holds {PLACEHOLDER} marks from `kllab new`"
     for stub in ("NotImplementedError", "TODO"):
         assert stub not in text, f"{entry.notebook} holds a {stub}"
-
+    cells = nb.cells
+    start = next(i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Exercises" in c.source)
+    end = next(i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## References" in c.source)
+    section = cells[start:end]
+    md = "\n".join(c.source for c in section if c.cell_type == "markdown")
+    exercises = re.findall(r"^\s*(?:\d+\.|\*\*Exercise \d+)", md, flags=re.M)
+    assert 2 <= len(exercises) <= 6, f"{entry.notebook}: {len(exercises)} exercises (two to four, numbered)"
+    solutions = md.count("<details")
+    assert solutions >= len(exercises), f"{entry.notebook}: {len(exercises)} exercises, {solutions} worked solutions"
+    assert "<details open" not in md, "solutions stay closed until the reader opens them"

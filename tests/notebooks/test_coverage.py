@@ -16,7 +16,7 @@ GROUPS = [
     "tests/notebooks/test_panels.py::test_panel",
     "tests/notebooks/test_dashboards.py::test_dashboard",
     "tests/notebooks/test_committed_form.py::test_contract_shape",
-    "tests/notebooks/test_committed_form.py::test_no_scaffold_left",
+    "tests/notebooks/test_committed_form.py::test_no_scaffold_left_and_every_exercise_has_a_worked_solution",
     "tests/harness/test_catalog.py::test_catalog_knobs_match_the_notebook",
 ]
 

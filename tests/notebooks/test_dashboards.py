@@ -5,6 +5,12 @@ no record lines; every plotly figure draws data and has a title; every knob of t
 a figure, and its edge values finish without an error (an exception in a knob callback shows as a
 one-line error in the page, which fails the test). Two representative notebooks also take 30
 rapid knob changes. A screenshot of each page goes to build/screenshots/.
+
+The dashboards are served with ``FAST=True`` injected (papermill's ``prepare_only``: the same
+notebook with an injected-parameters cell, as ``kllab run --fast`` runs it), so that their pages
+and their training knobs cost seconds; the defaults run under nbval, and
+``tests/benchmark_dashboard.py`` times the dashboards at their defaults. The gallery and the
+served-files checks use the real ``notebooks/`` folder.
 """
 
 import urllib.error
@@ -25,7 +31,22 @@ STRESS = {"P37", "primer"}  # a closed-form panel and a training one
 
 @pytest.fixture(scope="session")
 def server():
+    """Voila on the repository's notebooks/ folder."""
     with voila_server() as (url, proc):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def fast_server(tmp_path_factory):
+    """Voila on a copy of the catalog notebooks with FAST=True injected."""
+    import papermill
+
+    root = tmp_path_factory.mktemp("fast-notebooks")
+    for e in catalog.entries():
+        if e.notebook:
+            papermill.execute_notebook(str(e.path), str(root / e.notebook), parameters={"FAST": True},
+                                       prepare_only=True, kernel_name="python3", progress_bar=False)
+    with voila_server(root=root) as (url, proc):
         yield url
 
 
@@ -87,8 +108,8 @@ def test_nothing_outside_notebooks_is_served(server):
 
 
 @notebook_params
-def test_dashboard(entry, server, page):
-    load = open_dashboard(page, f"{server}/voila/render/{entry.notebook}")
+def test_dashboard(entry, fast_server, page):
+    load = open_dashboard(page, f"{fast_server}/voila/render/{entry.notebook}")
     check_no_errors(page, "after loading")
     _assert_figures_drawn(page)
     screenshot(page, SHOTS / f"{entry.path.stem}.png")

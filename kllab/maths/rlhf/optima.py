@@ -23,6 +23,7 @@ import torch
 from scipy.special import wrightomega
 
 from ..divergences import _kl_unchecked, _pair
+from ..optim import Adam
 from ..validation import DIRECTIONS, check_choice, check_int, check_positive, check_same_shape
 
 __all__ = ["kl_regularized_policy", "objective", "log_partition", "fit_policy", "minimise_softmax", "kl_prior_fit"]
@@ -202,7 +203,7 @@ def minimise_softmax(loss: Callable[[torch.Tensor], torch.Tensor], init_logits, 
     logits = torch.as_tensor(init_logits, dtype=torch.float64).detach().clone().requires_grad_(True)
     if logits.ndim == 0:
         raise ValueError("init_logits must have at least one axis (the answers); got a scalar")
-    opt = torch.optim.Adam([logits], lr=lr)
+    opt = Adam([logits], lr=lr)
     history = []
     for _ in range(steps):
         opt.zero_grad()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..divergences import _pair
+from ..optim import Adam
 from ..validation import check_choice, check_int, check_positive, check_real
 from .estimators import ESTIMATORS, _estimators_unchecked
 from .optima import _reward
@@ -141,7 +142,7 @@ def kl_penalized_training(logits, logp_ref, reward, beta: float, *, estimator: s
     k = z.shape[-1]
     path, recorded = [], []
     z = z.requires_grad_(True)
-    adam = torch.optim.Adam([z], lr=lr, maximize=True) if optimizer == "adam" else None
+    adam = Adam([z], lr=lr, maximize=True) if optimizer == "adam" else None
     for step in range(steps + 1):
         if step in keep:
             recorded.append(step)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..optim import Adam
 from ..validation import check_choice, check_int, check_positive
 from .models import _check_markov, _check_seqs, _check_tokens, _log_trans_per_step, enumerate_sequences, iid_log_prob, markov_log_prob  # noqa: F401 (doctests)
 
@@ -240,7 +241,7 @@ def fit_family(family: str, loss: Callable[[torch.Tensor], torch.Tensor], seqs, 
     leaves = {k: v.detach().clone().to(torch.float64).requires_grad_(True) for k, v in params.items()}
     batch = _check_params(family, leaves, seqs)
     stats = _statistics(family, leaves, seqs)
-    opt = torch.optim.Adam(list(leaves.values()), lr=lr)
+    opt = Adam(list(leaves.values()), lr=lr)   # torch.optim.Adam's update, without importing torch._dynamo
     history: list = []
     path: dict[int, torch.Tensor] = {}
     for step in range(steps):
