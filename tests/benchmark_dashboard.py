@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser import browser, exercise_dashboard, open_dashboard, voila_server  # noqa: E402
+from browser import browser, close_page, exercise_dashboard, open_dashboard, voila_server  # noqa: E402
 
 from kllab.harness import catalog  # noqa: E402
 
@@ -77,7 +77,7 @@ def cold_starts(b, entries, log_dir: Path) -> None:
         for e in entries:
             page = b.new_page(viewport={"width": 1280, "height": 800})
             first = open_dashboard(page, f"{url}/voila/render/{e.notebook}")
-            page.close(run_before_unload=True)
+            close_page(page)
             firsts.append(first)
             print(f"   {e.id:<10}{first:>16.2f}")
     print(f"   median {statistics.median(firsts):.2f} s, max {max(firsts):.2f} s (target <= 5 s)")
@@ -90,7 +90,7 @@ def preheated(b, entries) -> None:
             time.sleep(30)  # let the pool's kernel run the notebook
             page = b.new_page(viewport={"width": 1280, "height": 800})
             warm = open_dashboard(page, f"{url}/")  # a single notebook is served at the root
-            page.close(run_before_unload=True)
+            close_page(page)
         print(f"   {e.id:<10}{warm:>16.2f}")
 
 
@@ -101,7 +101,7 @@ def redraws(b, entries) -> None:
             page = b.new_page(viewport={"width": 1280, "height": 800})
             open_dashboard(page, f"{url}/voila/render/{e.notebook}")
             timings = exercise_dashboard(page, len(e.knobs))
-            page.close(run_before_unload=True)
+            close_page(page)
             print(f"   {e.id:<10}" + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
 
 
@@ -117,7 +117,7 @@ def ten_in_sequence(b, entries) -> None:
         for e in order:
             page = b.new_page(viewport={"width": 1280, "height": 800})
             open_dashboard(page, f"{url}/voila/render/{e.notebook}")
-            page.close(run_before_unload=True)
+            close_page(page)
         time.sleep(3)
         sampler.stop.set()
         sampler.join()
@@ -133,14 +133,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preheat", action="store_true", help="also time --preheat (30 s per notebook)")
     parser.add_argument("--only", nargs="*", help="catalog ids (default: every notebook)")
+    parser.add_argument("--parts", default="123", help="which parts to run, e.g. 3 (default: 123)")
     args = parser.parse_args()
     entries = [e for e in catalog.entries() if e.notebook and (not args.only or e.id in args.only)]
     with browser() as b:
-        cold_starts(b, entries, Path("build"))
-        if args.preheat:
-            preheated(b, entries)
-        redraws(b, entries)
-        ten_in_sequence(b, entries)
+        if "1" in args.parts:
+            cold_starts(b, entries, Path("build"))
+            if args.preheat:
+                preheated(b, entries)
+        if "2" in args.parts:
+            redraws(b, entries)
+        if "3" in args.parts:
+            ten_in_sequence(b, entries)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from kllab.harness.dashboard import free_port, voila_command, wait_for_port
+from kllab.harness.dashboard import free_port, voila_command, voila_env, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
@@ -60,7 +60,7 @@ def voila_server(notebook: str | None = None, preheat: bool = False, root: Path 
     port = free_port()
     log = open(BUILD / f"voila-{port}.log", "w")
     proc = subprocess.Popen([*voila_command(port, notebook, preheat=preheat, root=root), *extra], stdout=log,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, env=voila_env())
     try:
         wait_for_port(port, proc, timeout=90)
         yield f"http://127.0.0.1:{port}", proc
@@ -83,6 +83,23 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+def close_page(page) -> None:
+    """Close a page as a reader closing its tab does: its ``beforeunload`` and ``unload`` handlers run,
+    and Voila's sends the request that shuts the page's kernel down.
+
+    Playwright's ``page.close(run_before_unload=True)`` does not get that request out of headless
+    Chromium (the kernel lives on); the DevTools protocol's ``Page.close``, a tab's close, does.
+    """
+    cdp = page.context.new_cdp_session(page)
+    with page.expect_event("close", timeout=30_000):
+        cdp.send("Page.close")
+
+
+def kernel_id(page) -> str:
+    """The id of the kernel behind a Voila page (from the page's Jupyter config)."""
+    return page.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
 
 
 def fingerprint(page) -> str:

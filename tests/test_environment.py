@@ -49,7 +49,7 @@ def test_binder_environment_matches_and_postbuild_installs_kllab():
     assert any(re.search(r"pip install .*-e \.$", ln) for ln in post)
     assert (ROOT / "binder" / "postBuild").stat().st_mode & 0o111, "postBuild must be executable"
     for ln in post:  # every repository file postBuild copies exists
-        m = re.match(r"cp (\S+) ", ln)
+        m = re.match(r"cp (?:-r )?(\S+) ", ln)
         if m:
             assert (ROOT / m.group(1)).exists(), m.group(1)
 

@@ -3,11 +3,13 @@
 Voila runs with the configuration in ``kllab/harness/voila.json``: code cells hidden, tracebacks kept out
 of the page (they go to the server log), cells shown as they finish (progressive rendering), only
 the ``notebooks/`` folder served, and the kernel of a page that is gone (no connection left) shut
-down after two idle minutes; a page closed normally shuts its kernel down at once.
+down after two idle minutes; a page closed normally shuts its kernel down at once (the ``kllab``
+template in :data:`DATA_DIR` makes that work).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -18,10 +20,14 @@ from pathlib import Path
 
 from . import catalog
 
-__all__ = ["CONFIG_DIR", "voila_command", "free_port", "serve"]
+__all__ = ["CONFIG_DIR", "DATA_DIR", "voila_command", "voila_env", "free_port", "serve"]
 
 CONFIG_DIR = Path(__file__).resolve().parent
 """Where ``voila.json`` lives; passed to Voila as its only config path."""
+
+DATA_DIR = CONFIG_DIR / "jupyter"
+"""A Jupyter data directory holding kllab's Voila template (``voila/templates/kllab``): Voila's lab
+template plus the cookie that lets a closed page shut its kernel down (see its ``index.html.j2``)."""
 
 
 def free_port() -> int:
@@ -46,6 +52,14 @@ def voila_command(port: int, notebook: str | None = None, *, preheat: bool = Fal
     if preheat:
         cmd += ["--preheat_kernel=True", "--pool_size=1", "--progressive_rendering=False"]
     return cmd
+
+
+def voila_env() -> dict[str, str]:
+    """The environment to run Voila in: this one, with :data:`DATA_DIR` first on ``JUPYTER_PATH``
+    so that Voila finds the ``kllab`` template that ``voila.json`` names."""
+    env = dict(os.environ)
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(DATA_DIR), env.get("JUPYTER_PATH")) if p)
+    return env
 
 
 def _resolve(key: str | None) -> str | None:
@@ -88,7 +102,7 @@ def serve(key: str | None = None, *, port: int | None = None, open_browser: bool
     # A SIGTERM (a service manager, a test) must stop Voila too: turn it into SystemExit so that
     # the finally clause below runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    proc = subprocess.Popen(voila_command(port, notebook, preheat=preheat))
+    proc = subprocess.Popen(voila_command(port, notebook, preheat=preheat), env=voila_env())
     try:
         wait_for_port(port, proc)
         base = f"http://127.0.0.1:{port}/"

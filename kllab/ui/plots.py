@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["Figure", "lines", "bars", "heatmap", "COLORS"]
+__all__ = ["Figure", "mime_bundle", "lines", "bars", "heatmap", "COLORS"]
 
 COLORS = {
     "target": "#222222", "forward": "#1f77b4", "reverse": "#d62728", "js": "#2ca02c",
@@ -25,6 +25,16 @@ COLORS = {
 
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
             "#17becf", "#bcbd22", "#7f7f7f"]
+
+
+def mime_bundle(fig: go.Figure) -> dict:
+    """``{"application/vnd.plotly.v1+json": ...}``: a figure as plotly's MIME type, which JupyterLab and
+    Voila draw with the plotly.js their extension loads once per page."""
+    import json
+
+    from plotly.io._json import to_json_plotly
+
+    return {"application/vnd.plotly.v1+json": json.loads(to_json_plotly(fig.to_dict()))}
 
 
 class Figure(go.Figure):
@@ -38,11 +48,7 @@ class Figure(go.Figure):
     """
 
     def _bundle(self) -> dict:
-        import json
-
-        from plotly.io._json import to_json_plotly
-
-        return {"application/vnd.plotly.v1+json": json.loads(to_json_plotly(self.to_dict()))}
+        return mime_bundle(self)
 
     def show(self, *args, **kwargs):
         try:

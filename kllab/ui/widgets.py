@@ -1,13 +1,15 @@
 """The knob panel: widgets for direction, temperature, width (and extras) over a pure function.
 
 A notebook's sections call a pure function, say ``figures(direction, temperature, width)``,
-that returns plotly figures. :class:`KnobPanel` shows the same figures as
-``go.FigureWidget`` objects beside one widget per argument; moving a knob re-calls the
-function and updates the figures in place. Headless runs never build a panel: the numbers
-come from the plain function, so papermill, nbval and the panel agree by construction.
+that returns plotly figures. :class:`KnobPanel` shows the same figures beside one widget per
+argument; moving a knob re-calls the function and redraws the figures. Headless runs never build
+a panel: the numbers come from the plain function, so papermill, nbval and the panel agree by
+construction.
 
-Each FigureWidget is built from a complete figure in its constructor (never edited between
-construction and display), which is what renders reliably in JupyterLab and Voila.
+Each figure sits in an ``ipywidgets.Output`` as plotly's MIME bundle, drawn by the plotly.js that
+JupyterLab's and Voila's plotly extension loads once per page. (A ``go.FigureWidget`` would update
+in place, but each one ships plotly's 5 MB widget bundle over the kernel's websocket and has the
+browser compile it again: seconds and tens of MB per figure, for every page opened.)
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as W
 import plotly.graph_objects as go
+
+from .plots import mime_bundle
 
 __all__ = ["KnobPanel", "choice", "slider", "log_slider", "options_slider", "solution"]
 
@@ -70,23 +74,9 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else repr(err)
 
 
-def _replace(fw: go.FigureWidget, new: go.Figure) -> None:
-    """Make ``fw`` show ``new``: in place when the traces line up, else swap the traces."""
-    with fw.batch_update():
-        same = len(fw.data) == len(new.data) and all(a.type == b.type for a, b in zip(fw.data, new.data))
-        if same:
-            for old_t, new_t in zip(fw.data, new.data):
-                new_json = new_t.to_plotly_json()
-                # Properties the new trace leaves unset (fill=None, say) must not keep their old values.
-                stale = {k: None for k in old_t.to_plotly_json() if k not in new_json and k not in ("uid", "type")}
-                old_t.update(stale, overwrite=True)
-                old_t.update(new_json, overwrite=True)
-        else:
-            fw.data = []
-            fw.add_traces(list(new.data))
-        new_layout = new.layout.to_plotly_json()
-        fw.layout.update({k: None for k in fw.layout.to_plotly_json() if k not in new_layout}, overwrite=True)
-        fw.layout.update(new_layout, overwrite=True)
+def _output(fig: go.Figure) -> tuple[dict]:
+    """An ``Output`` widget's outputs that show ``fig``: one display of plotly's MIME bundle."""
+    return ({"output_type": "display_data", "data": mime_bundle(fig), "metadata": {}},)
 
 
 class KnobPanel:
@@ -106,7 +96,8 @@ class KnobPanel:
 
     Attributes
     ----------
-    figures : list of go.FigureWidget
+    figures : list of go.Figure
+        The figures on show (replaced at each redraw).
     widget : ipywidgets.VBox
         What the notebook displays (the panel itself displays as this).
 
@@ -121,7 +112,8 @@ class KnobPanel:
             raise ValueError("knobs must name at least one widget; got none")
         self.compute = compute
         self.knobs = dict(knobs)
-        self.figures = [go.FigureWidget(f) for f in self._call()]
+        self.figures = self._call()
+        self.outputs = [W.Output(outputs=_output(f)) for f in self.figures]
         self.updates = self.errors = 0
         self.status = W.HTML()
         self._status("")
@@ -129,7 +121,7 @@ class KnobPanel:
             w.observe(self._on_change, names="value")
         head = [W.HTML(f"<b>{html.escape(title)}</b>")] if title else []
         controls = W.HBox(list(self.knobs.values()), layout=W.Layout(flex_flow="row wrap", gap="4px 16px"))
-        self.widget = W.VBox(head + [controls, self.status] + self.figures)
+        self.widget = W.VBox(head + [controls, self.status] + self.outputs)
 
     def values(self) -> dict:
         """The knobs' current values, by argument name."""
@@ -166,8 +158,11 @@ class KnobPanel:
             self._finish(f"<span class='kl-error' style='color:#b00'><b>error:</b> "
                          f"{html.escape(type(err).__name__)}: {html.escape(_one_line(err))}</span>")
             return
-        for fw, fig in zip(self.figures, figs):
-            _replace(fw, fig)
+        for out, fig in zip(self.outputs, figs):
+            shown = _output(fig)
+            if shown != out.outputs:  # a figure this knob leaves alone is not drawn again
+                out.outputs = shown
+        self.figures = figs
         self._finish("")
 
     def _status(self, inner: str, busy: bool = False) -> None:

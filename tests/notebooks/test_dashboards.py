@@ -4,7 +4,7 @@ Each notebook's page is loaded once and everything is checked on it: no error ou
 no record lines; every plotly figure draws data and has a title; every knob of the panel redraws
 a figure, and its edge values finish without an error (an exception in a knob callback shows as a
 one-line error in the page, which fails the test). Two representative notebooks also take 30
-rapid knob changes. A screenshot of each page goes to build/screenshots/.
+rapid knob changes. Closing a page shuts its kernel down. A screenshot of each page goes to build/screenshots/.
 
 The dashboards are served with ``FAST=True`` injected (papermill's ``prepare_only``: the same
 notebook with an injected-parameters cell, as ``kllab run --fast`` runs it), so that their pages
@@ -13,13 +13,14 @@ and their training knobs cost seconds; the defaults run under nbval, and
 served-files checks use the real ``notebooks/`` folder.
 """
 
+import time
 import urllib.error
 import urllib.request
 
 import nbformat
 import pytest
-from browser import (BUILD, browser, check_no_errors, errors, exercise_dashboard, figures, open_dashboard, screenshot,
-                     voila_server)
+from browser import (BUILD, browser, check_no_errors, close_page, errors, exercise_dashboard, figures, kernel_id,
+                     open_dashboard, screenshot, voila_server)
 from helpers import notebook_params
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -61,7 +62,8 @@ def page(chromium):
     ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
     pg = ctx.new_page()
     yield pg
-    pg.close(run_before_unload=True)  # as a reader closing the tab: Voila shuts the page's kernel down
+    if not pg.is_closed():
+        close_page(pg)  # as a reader closing the tab: Voila shuts the page's kernel down
     ctx.close()
 
 
@@ -115,6 +117,18 @@ def test_dashboard(entry, fast_server, page):
     screenshot(page, SHOTS / f"{entry.path.stem}.png")
     timings = exercise_dashboard(page, len(entry.knobs), stress=entry.id in STRESS)
     print(f"{entry.id}: first figure {load:.2f} s; redraw {', '.join(f'{k} {v:.2f} s' for k, v in timings.items())}")
+
+
+def test_closing_a_page_shuts_its_kernel_down(fast_server, page):
+    """A closed tab frees its kernel at once (on Binder's 2 GB a few forgotten kernels end the session)."""
+    open_dashboard(page, f"{fast_server}/voila/render/p16-log-barrier-ftrl.ipynb")
+    kid = kernel_id(page)
+    assert _status(f"{fast_server}/api/kernels/{kid}") == 200  # the control: the page's kernel is alive
+    close_page(page)
+    deadline = time.monotonic() + 20
+    while _status(f"{fast_server}/api/kernels/{kid}") != 404 and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert _status(f"{fast_server}/api/kernels/{kid}") == 404, "the closed page's kernel is still running"
 
 
 def _broken_dashboard(folder):

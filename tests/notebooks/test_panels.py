@@ -62,12 +62,9 @@ def edges(w):
 
 
 def snapshot(panel):
-    """The figures' data, without the per-trace uids that plotly regenerates when traces are replaced."""
-    out = []
-    for f in panel.figures:
-        data = [{k: v for k, v in t.items() if k != "uid"} for t in f.to_plotly_json()["data"]]
-        out.append(json.dumps(data, sort_keys=True, default=str))
-    return out
+    """What the page draws: the traces of the plotly MIME bundle in each of the panel's Output widgets."""
+    return [json.dumps(o.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"], sort_keys=True, default=str)
+            for o in panel.outputs]
 
 
 @notebook_params

@@ -24,23 +24,40 @@ def _demo_panel():
                                "k": options_slider([1, 2, 4], 1, "k")}, title="demo")
 
 
-def test_panel_updates_in_place_and_reports_value_errors():
+def _shown(panel, i=0) -> dict:
+    """The figure the page draws: the plotly MIME bundle in the panel's i-th Output widget."""
+    (out,) = panel.outputs[i].outputs
+    assert out["output_type"] == "display_data"
+    return out["data"]["application/vnd.plotly.v1+json"]
+
+
+def test_panel_redraws_what_compute_returns_and_reports_value_errors():
     panel = _demo_panel()
-    fw = panel.figures[0]
+    assert _shown(panel)["layout"]["title"]["text"] == "forward 1.0"
     panel.set(t=2.0)
-    assert panel.figures[0] is fw and list(fw.data[0].y) == [2.0, 1.0]
-    assert fw.layout.title.text == "forward 2.0"
-    assert fw.data[0].fill == "tozeroy"
+    shown = _shown(panel)
+    assert shown["data"][0]["y"] == [2.0, 1.0] and shown["layout"]["title"]["text"] == "forward 2.0"
+    assert shown["data"][0]["fill"] == "tozeroy" and list(panel.figures[0].data[0].y) == [2.0, 1.0]
     panel.set(k=2)
-    assert len(fw.layout.shapes) == 1
+    assert len(_shown(panel)["layout"]["shapes"]) == 1
     panel.set(direction="reverse", k=4)
-    assert fw.data[0].name == "reverse" and list(fw.data[0].y) == [2.0, 4.0]
-    assert fw.data[0].fill is None and len(fw.layout.shapes) == 0  # nothing stale from earlier views
+    shown = _shown(panel)
+    assert shown["data"][0]["name"] == "reverse" and shown["data"][0]["y"] == [2.0, 4.0]
+    assert "fill" not in shown["data"][0] and "shapes" not in shown["layout"]  # nothing stale from earlier views
     panel.set(t=9.5)
     assert panel.message == "t must be <= 9; got 9.5" and panel.errors == 0
-    assert list(fw.data[0].y) == [2.0, 4.0]  # the last good view stays
+    assert _shown(panel)["data"][0]["y"] == [2.0, 4.0]  # the last good view stays
     panel.set(t=3.0)
-    assert panel.message == ""
+    assert panel.message == "" and _shown(panel)["data"][0]["y"] == [3.0, 4.0]
+
+
+def test_the_panel_sends_no_plotly_widget_bundle():
+    """Figures travel as plotly's MIME bundle in Output widgets, not as FigureWidgets (5 MB each)."""
+    import ipywidgets as W
+
+    panel = _demo_panel()
+    assert all(isinstance(o, W.Output) for o in panel.outputs)
+    assert all(type(w).__name__ != "FigureWidget" for w in panel.widget.children)
 
 
 def test_a_bug_in_compute_is_a_one_line_error_and_counted(capsys):
@@ -55,7 +72,7 @@ def test_a_bug_in_compute_is_a_one_line_error_and_counted(capsys):
     panel.set(k=2)
     assert panel.errors == 1 and panel.message == "error: KeyError: 'missing'"
     assert "Traceback" in capsys.readouterr().err  # the traceback goes to stderr, not the page
-    assert list(panel.figures[0].data[0].y) == [1, 1]
+    assert list(panel.figures[0].data[0].y) == [1, 1] and _shown(panel)["data"][0]["y"] == [1, 1]
     panel.set(k=3)
     assert panel.message == "" and panel.updates == 2 and panel.errors == 1
 
