@@ -17,6 +17,16 @@ def float64():
     torch.set_default_dtype(old)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors in tight loops: one intra-op thread avoids OpenMP hand-off costs (much slower on a
+    shared CPU); the previous thread count is restored after the test."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 # --------------------------------------------------------------------------------------------
 # Collection: remember every item before -k/-m deselect some, for tests/notebooks/test_coverage.py
 

@@ -150,6 +150,15 @@ def dro_objective(logw, losses, temperature: float, *, logp_ref=None, direction:
     return rlhf.objective(logw, logp_ref, losses, temperature, direction=direction)
 
 
+def _one_problem(losses, logp_ref) -> tuple[np.ndarray, np.ndarray]:
+    """One problem's reference log-probabilities and losses as float64 arrays (losses: one axis)."""
+    losses = _losses(losses)
+    if losses.ndim != 1:
+        raise ValueError(f"losses must have one axis (one problem); got shape {tuple(losses.shape)}")
+    logp = _reference(logp_ref, losses).detach().to(torch.float64).numpy()
+    return logp, losses.detach().to(torch.float64).numpy()
+
+
 def solve_dro(losses, temperature: float, *, logp_ref=None, direction: str = "reverse",
               tol: float = 1e-13) -> tuple[np.ndarray, float]:
     r"""The inner maximisation solved numerically over the simplex (SciPy SLSQP); no closed form used.
@@ -172,11 +181,7 @@ def solve_dro(losses, temperature: float, *, logp_ref=None, direction: str = "re
     """
     check_choice("direction", direction, DIRECTIONS)
     temperature = check_positive("temperature", temperature)
-    losses = _losses(losses)
-    if losses.ndim != 1:
-        raise ValueError(f"losses must have one axis (one problem); got shape {tuple(losses.shape)}")
-    logp = _reference(logp_ref, losses).detach().to(torch.float64).numpy()
-    ell = losses.detach().to(torch.float64).numpy()
+    logp, ell = _one_problem(losses, logp_ref)
     on = np.isfinite(logp)
     ref, safe_logp = np.exp(logp), np.where(on, logp, 0.0)
     total = {"type": "eq", "fun": lambda v: v.sum() - 1.0, "jac": lambda v: np.ones_like(v)}
@@ -238,11 +243,7 @@ def kl_dro_dual(losses, temperature: float, *, logp_ref=None) -> float:
     True
     """
     temperature = check_positive("temperature", temperature)
-    losses = _losses(losses)
-    if losses.ndim != 1:
-        raise ValueError(f"losses must have one axis (one problem); got shape {tuple(losses.shape)}")
-    logp = _reference(logp_ref, losses).detach().to(torch.float64).numpy()
-    ell = losses.detach().to(torch.float64).numpy()
+    logp, ell = _one_problem(losses, logp_ref)
     lo, hi = float(ell.min()), float(ell.max())
 
     def dual(eta):  # shifted by hi so that no exponent overflows

@@ -143,14 +143,6 @@ def test_normalized_surrogate_only_rescales_the_weights():
     assert torch.allclose(norm, plain / lr.exp().mean())
 
 
-@pytest.fixture
-def one_thread():
-    """Small tensors in a tight loop: one intra-op thread avoids thread hand-off on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_exact_training_reaches_the_forward_moment_match(one_thread):
     run = train_affine(SKEWED, "forward", init=(0.0, 1.0), steps=400, lr=0.1, batch=None)

@@ -8,16 +8,8 @@ import torch
 from kllab.maths import rlhf
 from kllab.maths.divergences import kl
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors in tight loops: one thread avoids OpenMP hand-off costs (much slower on a shared CPU)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def problem(k=6, seed=0):

@@ -9,15 +9,8 @@ import torch
 from kllab.maths import rlhf
 from kllab.maths.divergences import kl
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def brute_force_best_of_n(pi, reward, n):

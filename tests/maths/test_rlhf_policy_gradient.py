@@ -7,15 +7,8 @@ import torch
 
 from kllab.maths import rlhf
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def bandit(rows=4, k=6, seed=0):

@@ -84,6 +84,17 @@ def _check_keep(keep, logp: torch.Tensor) -> torch.Tensor:
     return keep
 
 
+def _checked_pair(logp, logq, keep, direction: str, validate: bool):
+    """The teacher's and student's log-probabilities as tensors and the kept-outcome mask, checked."""
+    check_choice("direction", direction, DIRECTIONS)
+    logp, logq = _as_tensor(logp), _as_tensor(logq)
+    if validate:
+        check_log_probs("logp", logp)
+        check_log_probs("logq", logq)
+        check_same_shape("logp", logp, "logq", logq)
+    return logp, logq, _check_keep(keep, logp)
+
+
 def bucket_kl(logp, logq, keep: torch.Tensor, *, direction: str = "forward",
               validate: bool = True) -> torch.Tensor:
     r"""KL after merging the outcomes outside ``keep`` into one "other" bucket; ``logp`` is the teacher p.
@@ -128,13 +139,7 @@ def bucket_kl(logp, logq, keep: torch.Tensor, *, direction: str = "forward",
     >>> bool(bucket_kl(p, q, keep) <= kl(p, q)), bool(torch.isclose(bucket_kl(p, q, torch.ones(4, dtype=torch.bool)), kl(p, q)))
     (True, True)
     """
-    check_choice("direction", direction, DIRECTIONS)
-    logp, logq = _as_tensor(logp), _as_tensor(logq)
-    if validate:
-        check_log_probs("logp", logp)
-        check_log_probs("logq", logq)
-        check_same_shape("logp", logp, "logq", logq)
-    keep = _check_keep(keep, logp)
+    logp, logq, keep = _checked_pair(logp, logq, keep, direction, validate)
     lp, lq = _merge(logp, keep), _merge(logq, keep)
     if direction == "reverse":
         lp, lq = lq, lp
@@ -157,13 +162,7 @@ def truncated_kl(logp, logq, keep: torch.Tensor, *, direction: str = "forward",
     >>> abs(truncated_kl(p, q, torch.tensor([True, True, False])).item()) < 1e-6   # q's head has p's shape
     True
     """
-    check_choice("direction", direction, DIRECTIONS)
-    logp, logq = _as_tensor(logp), _as_tensor(logq)
-    if validate:
-        check_log_probs("logp", logp)
-        check_log_probs("logq", logq)
-        check_same_shape("logp", logp, "logq", logq)
-    keep = _check_keep(keep, logp)
+    logp, logq, keep = _checked_pair(logp, logq, keep, direction, validate)
     neg = torch.full((), NEG_INF, dtype=logp.dtype)
     lp, lq = torch.where(keep, logp, neg), torch.where(keep, logq, neg)
     lp = lp - torch.logsumexp(lp, -1, keepdim=True)
