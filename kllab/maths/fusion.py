@@ -35,7 +35,8 @@ import math
 
 import torch
 
-from .validation import DIRECTIONS, check_choice, check_int, check_no_nan, check_positive, check_same_shape
+from .validation import (DIRECTIONS, check_choice, check_finite, check_int, check_no_nan, check_positive,
+                         check_same_shape)
 
 __all__ = ["fuse_logits", "kl_shift", "kl_shift_derivative", "kl_shift_ceiling", "match_kl_shift"]
 
@@ -46,9 +47,7 @@ def _finite(name: str, x) -> torch.Tensor:
         raise ValueError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
     if x.ndim == 0:
         raise ValueError(f"{name} must have a last axis (the vocabulary); got a scalar")
-    check_no_nan(name, x)
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} must be finite; got {int((~torch.isfinite(x)).sum())} infinite value(s)")
+    check_finite(name, x)
     return x
 
 

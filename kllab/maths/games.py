@@ -106,12 +106,7 @@ def win_rate(P, logpi) -> torch.Tensor:
     >>> win_rate(cyclic_preference(3), torch.full((3,), 1 / 3, dtype=torch.float64).log()).tolist()
     [0.5, 0.5, 0.5]
     """
-    P = check_preference(P)
-    logpi = _as_tensor(logpi).to(torch.float64)
-    check_log_probs("logpi", logpi)
-    if logpi.shape[-1] != P.shape[0]:
-        raise ValueError(f"logpi must have {P.shape[0]} actions on its last axis (P is {tuple(P.shape)}); "
-                         f"got {logpi.shape[-1]}")
+    P, logpi = _check_game(P, logpi, "logpi")
     return logpi.exp() @ P.T
 
 
@@ -135,14 +130,15 @@ def game_value(logpi, logpi_opp, P, logp_ref, beta: float) -> torch.Tensor:
                                                                              logp_ref)
 
 
-def _check_game(P, logp_ref):
+def _check_game(P, logpi, name: str = "logp_ref"):
+    """The preference matrix and a policy (log-probabilities over its actions), checked against each other."""
     P = check_preference(P)
-    logp_ref = _as_tensor(logp_ref).to(torch.float64)
-    check_log_probs("logp_ref", logp_ref)
-    if logp_ref.shape[-1] != P.shape[0]:
-        raise ValueError(f"logp_ref must have {P.shape[0]} actions on its last axis (P is {tuple(P.shape)}); "
-                         f"got {logp_ref.shape[-1]}")
-    return P, logp_ref
+    logpi = _as_tensor(logpi).to(torch.float64)
+    check_log_probs(name, logpi)
+    if logpi.shape[-1] != P.shape[0]:
+        raise ValueError(f"{name} must have {P.shape[0]} actions on its last axis (P is {tuple(P.shape)}); "
+                         f"got {logpi.shape[-1]}")
+    return P, logpi
 
 
 def regularized_nash(P, logp_ref, beta: float, *, logp_start=None) -> torch.Tensor:

@@ -36,7 +36,7 @@ import math
 
 import torch
 
-from .validation import check_no_nan, check_positive, check_same_shape
+from .validation import check_finite, check_no_nan, check_positive, check_same_shape
 
 __all__ = ["teacher_ranking", "stage_nll", "plackett_luce_log_prob", "rank_weights", "pld_loss",
            "pld_gradient", "sample_rankings"]
@@ -48,9 +48,7 @@ def _logits(name: str, x) -> torch.Tensor:
         raise ValueError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
     if x.ndim == 0 or x.shape[-1] < 1:
         raise ValueError(f"{name} must have a last axis of classes; got shape {tuple(x.shape)}")
-    check_no_nan(name, x)
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} must be finite; got {int((~torch.isfinite(x)).sum())} infinite value(s)")
+    check_finite(name, x)
     return x
 
 

@@ -40,7 +40,7 @@ import torch
 from scipy.optimize import minimize, minimize_scalar
 
 from . import rlhf
-from .validation import DIRECTIONS, check_choice, check_log_probs, check_no_nan, check_positive, check_real
+from .validation import DIRECTIONS, check_choice, check_finite, check_log_probs, check_positive, check_real
 
 __all__ = ["kl_dro", "dro_objective", "solve_dro", "kl_dro_dual", "label_margins", "ldr_loss",
            "crammer_singer_loss", "mean_margin_loss", "normalize_logits"]
@@ -52,9 +52,7 @@ def _losses(losses, name: str = "losses") -> torch.Tensor:
         losses = losses.to(torch.float64)
     if losses.ndim == 0:
         raise ValueError(f"{name} must have at least one axis (the entries to weight); got a scalar")
-    check_no_nan(name, losses)
-    if not torch.isfinite(losses).all():
-        raise ValueError(f"{name} must be finite everywhere; got an inf")
+    check_finite(name, losses)
     return losses
 
 

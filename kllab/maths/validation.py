@@ -89,6 +89,13 @@ def check_no_nan(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} must not contain NaN; got {int(torch.isnan(x).sum())} NaN value(s)")
 
 
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise if ``x`` holds a NaN or an infinite value (NaN is named first)."""
+    check_no_nan(name, x)
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} must be finite; got {int((~torch.isfinite(x)).sum())} infinite value(s)")
+
+
 def check_log_probs(name: str, logp: torch.Tensor, *, atol: float = 1e-4) -> None:
     """Raise unless ``logp`` holds log-probabilities on its last axis.
 
