@@ -32,6 +32,8 @@ class Entry:
     knob_meaning: dict[str, str] = field(default_factory=dict)
     directions: list[str] = field(default_factory=list)
     """The values the notebook's direction knob offers, in its order (empty without a direction knob)."""
+    ranges: dict[str, dict] = field(default_factory=dict)
+    """The accepted range of each knob parameter (and of others the panel moves); see ``kllab.harness.ranges``."""
     notebook: str = ""
     short: str = ""
     year: int | None = None

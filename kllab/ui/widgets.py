@@ -50,13 +50,15 @@ def slider(low: float, high: float, value: float, step: float | None = None, des
                style=_STYLE, layout=W.Layout(width="380px"), **kw)
 
 
-def log_slider(low: float, high: float, value: float, description: str = "", steps_per_decade: int = 10
-               ) -> W.FloatLogSlider:
-    """A base-10 log slider between ``low`` and ``high`` (both > 0)."""
+def log_slider(low: float, high: float, value: float, description: str = "", steps_per_decade: int = 10,
+               ratio: float | None = None) -> W.FloatLogSlider:
+    """A base-10 log slider between ``low`` and ``high`` (both > 0); neighbouring positions differ by the
+    factor ``ratio`` (default ``10 ** (1 / steps_per_decade)``)."""
     if not 0 < low <= value <= high:
         raise ValueError(f"{description or 'value'} must be in [{low}, {high}] (and > 0); got {value!r}")
+    step = math.log10(ratio) if ratio is not None else 1.0 / steps_per_decade
     return W.FloatLogSlider(min=math.log10(low), max=math.log10(high), value=value, base=10,
-                            step=1.0 / steps_per_decade, description=description, continuous_update=False,
+                            step=step, description=description, continuous_update=False,
                             readout_format=".3g", style=_STYLE, layout=W.Layout(width="380px"))
 
 
