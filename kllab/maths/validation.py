@@ -1,7 +1,9 @@
 """Checks for user input, shared by the library and the notebooks' setup cells.
 
-Every check raises :class:`ValueError` whose message names the parameter, says what is
-allowed and shows what was given, e.g. ``temperature must be > 0; got 0.0``.
+Every check raises an error whose message names the parameter, says what is allowed and shows
+what was given: :class:`TypeError` for a value of the wrong kind (a string where a number belongs,
+``temperature must be a real number; got '2' (str)``), :class:`ValueError` for a value of the right
+kind outside what is allowed (``temperature must be > 0; got 0.0``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ def check_real(name: str, value, *, low: float | None = None, high: float | None
     >>> check_real("temperature", 2, low=0, low_open=True)
     2.0
     """
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite real number; got {value!r}")
     value = float(value)
     if low is not None and (value < low or (low_open and value == low)):
@@ -60,7 +64,7 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
     64
     """
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be an integer; got {value!r}")
+        raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})")
     value = int(value)
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}; got {value!r}")
@@ -72,7 +76,7 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
 def check_bool(name: str, value) -> bool:
     """Return ``value`` if it is a bool (papermill passes ``True``/``False`` as bools)."""
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False; got {value!r}")
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
     return value
 
 

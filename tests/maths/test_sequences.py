@@ -38,7 +38,7 @@ def test_enumerate_index_is_base_v_number():
     ({"vocab": 2.0, "length": 3}, "vocab must be an integer"),
 ])
 def test_enumerate_bad_input(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         S.enumerate_sequences(**kwargs)
 
 
