@@ -136,3 +136,12 @@ def test_bad_input():
         adversarial.linf_attack(lambda a, b: a.sum(-1), torch.tensor(x), torch.tensor(y), 0.1, steps=0)
     with pytest.raises(ValueError, match="step_size must be > 0"):
         adversarial.linf_attack(lambda a, b: a.sum(-1), torch.tensor(x), torch.tensor(y), 0.1, step_size=0.0)
+
+
+def test_done_objective_ridge_is_half_mu_norm_squared_of_the_weights_only():
+    # mu/2 ||w||^2 on the weights, the bias left out: the scale the trainer's gradient (mu w) assumes.
+    x, y = toy()
+    theta = np.array([0.8, -0.3, 2.0])
+    for r in (0.5, math.inf):
+        base = adversarial.done_objective(theta, x, y, 0.1, r, 0.0)
+        assert adversarial.done_objective(theta, x, y, 0.1, r, 0.2) - base == pytest.approx(0.1 * (0.64 + 0.09), abs=1e-14)

@@ -225,3 +225,60 @@ def test_bad_input():
         robust.ldr_loss(f, y[:3], 1.0)
     with pytest.raises(ValueError, match="labels must be an integer tensor"):
         robust.ldr_loss(f, y.double(), 1.0)
+
+
+# --- the forward LDR loss at finite lambda, where the two directions differ ---------------------------
+
+def forward_ldr_by_hand(f, y, lam, c):
+    """max_q sum_k q_k d_k - lam KL(u || q), one example at a time, from scratch: margins written out, then
+    the optimality condition q_k = lam u_k / (Lam - d_k) with sum_k q_k = 1, solved for Lam > max d by brentq."""
+    from scipy.optimize import brentq
+
+    out = []
+    for row, label in zip(f.tolist(), y.tolist()):
+        k = len(row)
+        d = np.array([row[j] - row[label] + (c if j != label else 0.0) for j in range(k)])
+        lo = d.max() + lam / k * (1 - 1e-12)          # total weight >= 1 there (the top class alone gets ~1)
+        hi = d.max() + lam                            # total weight <= 1 there (every term <= lam/k / lam)
+        big = brentq(lambda t: (lam / k / (t - d)).sum() - 1.0, lo, hi, xtol=1e-15, rtol=1e-15, maxiter=500)
+        q = lam / k / (big - d)
+        out.append(q @ d - lam * np.sum(np.log(1 / k) - np.log(q)) / k)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("lam", [0.05, 0.4, 1.0, 3.0, 20.0])
+@pytest.mark.parametrize("c", [0.0, 1.0])
+def test_forward_ldr_loss_at_finite_lambda_matches_a_computation_by_hand(lam, c):
+    f, y = logits_labels(n=30, k=5, seed=9)
+    forward = robust.ldr_loss(f, y, lam, c, direction="forward")
+    np.testing.assert_allclose(forward.numpy(), forward_ldr_by_hand(f, y, lam, c), rtol=0, atol=1e-10)
+    # and it is not the reverse loss: at finite lambda the directions differ by far more than the tolerance
+    reverse = robust.ldr_loss(f, y, lam, c)
+    assert (forward - reverse).abs().max().item() > 1e-3
+
+
+def test_forward_ldr_loss_gradient_is_its_weights_minus_one_hot():
+    # Envelope theorem for the forward penalty: d psi / d f = q*_fwd - e_y, with q*_fwd the forward weights.
+    f, y = logits_labels(n=10, k=4, seed=10)
+    f = f.requires_grad_(True)
+    robust.ldr_loss(f, y, 0.7, 0.5, direction="forward").sum().backward()
+    q = robust.kl_dro(robust.label_margins(f.detach(), y, 0.5), 0.7, direction="forward")[0].exp()
+    torch.testing.assert_close(f.grad, q - torch.nn.functional.one_hot(y, 4).double(), atol=1e-10, rtol=0)
+
+
+def test_dual_with_a_non_uniform_reference():
+    # The 1-D dual must use the reference's weights, not 1/n: against r log sum_i p_i e^{l_i / r} in NumPy.
+    ell = problem(n=6, seed=11)
+    p = np.array([0.4, 0.05, 0.2, 0.1, 0.2, 0.05])
+    for r in (0.1, 1.0, 10.0):
+        expected = r * np.log(p @ np.exp(ell.numpy() / r))
+        assert robust.kl_dro_dual(ell, r, logp_ref=torch.tensor(np.log(p))) == pytest.approx(expected, abs=1e-8)
+        assert robust.kl_dro(ell, r, logp_ref=torch.tensor(np.log(p)))[1].item() == pytest.approx(expected, abs=1e-12)
+        # and the uniform-reference value is different here, so a dual that ignored p could not pass
+        assert abs(robust.kl_dro_dual(ell, r) - expected) > 1e-3
+
+
+def test_label_margins_every_entry_by_hand():
+    f, y = logits_labels(n=7, k=4, seed=12)
+    expected = [[f[i, k].item() - f[i, y[i]].item() + (0.3 if k != y[i] else 0.0) for k in range(4)] for i in range(7)]
+    np.testing.assert_allclose(robust.label_margins(f, y, 0.3).numpy(), expected, rtol=0, atol=1e-15)
