@@ -6,6 +6,7 @@ notebook exists exactly when its ``notebook`` field is set.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -13,7 +14,9 @@ from pathlib import Path
 
 __all__ = ["Entry", "papers", "primers", "entries", "find", "glossary", "reload", "NOTEBOOK_DIR", "CATALOG_PATH"]
 
-CATALOG_PATH = Path(__file__).with_name("catalog.toml")
+CATALOG_PATH = Path(os.environ.get("KLLAB_CATALOG") or Path(__file__).with_name("catalog.toml"))
+"""``catalog.toml`` beside this module, or the file named by the environment variable ``KLLAB_CATALOG``
+(a copy to try a change on: kernels started from a process with it set read the same copy)."""
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 """The repository's notebooks folder (kllab is installed in editable mode from the repository)."""
 

@@ -13,6 +13,8 @@ __all__ = ["main"]
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.papers:
+        return _list_papers(args.papers)
     letters = {"direction": "D", "temperature": "T", "width": "W"}
     print(f"{'id':<8}{'year':<6}{'status':<10}{'knobs':<7}title")
     for e in catalog.entries():
@@ -21,7 +23,32 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"{e.id:<8}{e.year or '':<6}{e.status:<10}{knobs:<7}{textwrap.shorten(title, 80)}")
     done = sum(1 for e in catalog.papers() if e.notebook)
     print(f"\nknobs: D direction, T temperature, W width. {done} of {len(catalog.papers())} papers have a "
-          f"notebook; run one with `kllab run P13`.")
+          f"notebook; run one with `kllab run P13`; `kllab list P13` shows its knobs and their ranges.")
+    return 0
+
+
+def _list_papers(keys: list[str]) -> int:
+    """One block per paper: its knobs, the parameter that plays each, the accepted range and the meaning."""
+    from .ranges import Ranges
+
+    try:
+        entries = [catalog.find(k) for k in keys]
+    except ValueError as err:
+        print(f"kllab list: {err}", file=sys.stderr)
+        return 2
+    for e in entries:
+        print(f"{e.id} · {e.title} ({e.year or ''}) · {e.notebook or 'no notebook yet'}")
+        ranges = Ranges(e)
+        knob_of = {name: knob for knob, name in e.knobs.items()}
+        for r in ranges:
+            knob = knob_of.get(r.name, "")
+            print(f"  {r.name:<16}{knob:<13}{r.describe()}")
+            if knob in e.knob_meaning:
+                print(f"  {'':<29}{textwrap.shorten(e.knob_meaning[knob], 90)}")
+        for knob, name in e.knobs.items():
+            if name not in ranges:
+                print(f"  {name:<16}{knob:<13}(no range yet: the notebook is not written)")
+        print()
     return 0
 
 
@@ -173,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list the catalog: every paper and whether it has a notebook")
+    p.add_argument("papers", nargs="*", metavar="PAPER",
+                   help="catalog ids (P13) or slugs: show their knobs, the parameter of each and its accepted range")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("run", help="execute notebooks headless (papermill) and print their check lines")

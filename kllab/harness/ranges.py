@@ -200,7 +200,7 @@ def knob_ranges(key: str) -> Ranges:
 def check_parameters(entry: catalog.Entry, params: Mapping, label: str = "") -> None:
     """Refuse a parameter value outside its catalog range before anything runs.
 
-    ``label`` names the run or grid point in the message (``"grid point WIDTH=4000, BETA=0.1"``).
+    ``label`` names the run or grid point in the message (``"P08 grid point WIDTH=4000, BETA=0.1"``).
     Raises ``ValueError`` (for a wrong type too: the command line has one kind of refusal).
     """
     ranges = Ranges(entry)
@@ -209,5 +209,5 @@ def check_parameters(entry: catalog.Entry, params: Mapping, label: str = "") -> 
             try:
                 ranges.check(name, value)
             except (TypeError, ValueError) as err:
-                raise ValueError(f"{label + ': ' if label else ''}{err} ({entry.id})") from None
+                raise ValueError(f"{label + ': ' if label else ''}{err}") from None
 

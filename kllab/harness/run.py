@@ -19,6 +19,7 @@ import nbformat
 
 from . import catalog, engine
 from .nbtools import parameters, parse_value
+from .ranges import check_parameters
 
 __all__ = ["Target", "RunResult", "resolve", "parse_value", "notebook_parameters", "run", "format_table",
            "write_html", "write_pngs", "RESULTS_FILE"]
@@ -71,6 +72,14 @@ def resolve(keys: Sequence[str] = ()) -> list[Target]:
     return out
 
 
+def catalog_entry(target: Target) -> catalog.Entry | None:
+    """The catalog entry of a target's notebook, or None for a notebook the catalog does not list."""
+    try:
+        return catalog.find(target.path.name)
+    except ValueError:
+        return None
+
+
 def notebook_parameters(path: Path) -> dict:
     """The defaults of a notebook's parameters cell, ``{NAME: value}``."""
     return parameters(nbformat.read(path, as_version=4))
@@ -84,6 +93,8 @@ def write_html(nb, html_path: Path) -> None:
 
     Each plotly output gets an HTML rendering next to its JSON, and the page loads a local
     ``plotly.min.js`` (written once into the output folder) before anything else in its head.
+    Cells tagged ``remove-cell`` (the record cell) are left out, and the code of cells tagged
+    ``hide-input`` (worked solutions) is not shown: their result stays a collapsed block.
     """
     import plotly.io as pio
     from nbconvert import HTMLExporter
@@ -97,7 +108,13 @@ def write_html(nb, html_path: Path) -> None:
                 has_plotly = True
                 data["text/html"] = pio.to_html(data[PLOTLY_JSON], include_plotlyjs=False, full_html=False,
                                                 config={"responsive": True})
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    from traitlets.config import Config
+
+    config = Config()
+    config.TagRemovePreprocessor.enabled = True
+    config.TagRemovePreprocessor.remove_cell_tags = {"remove-cell"}
+    config.TagRemovePreprocessor.remove_input_tags = {"hide-input"}
+    body, _ = HTMLExporter(config=config).from_notebook_node(nb)
     if has_plotly:
         js = html_path.parent / "plotly.min.js"
         if not js.exists():
@@ -222,6 +239,9 @@ def run(keys: Sequence[str] = (), *, fast: bool = False, parameters: dict | None
         if unknown:
             raise ValueError(f"parameter {unknown[0]!r} is not in the parameters cell of {t.path.name}; "
                              f"its parameters are: {', '.join(known)}")
+        entry = catalog_entry(t)
+        if entry is not None:  # values outside the catalog's ranges are refused here, not one notebook in
+            check_parameters(entry, params, label=f"-p for {t.label}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = [engine.task_for(t.path, params, fresh=fresh_kernels, timeout=timeout, log_dir=(out_dir / "logs").resolve(),

@@ -23,12 +23,15 @@ __all__ = ["PLACEHOLDER", "new", "notebook_for"]
 PLACEHOLDER = "SCAFFOLD"
 """The marker of every unwritten part of a scaffold (``# SCAFFOLD: ...`` or ``*SCAFFOLD: ...*``)."""
 
-_DEFAULTS = {  # knob: (default, validation, widget)
-    "direction": ('"forward"', 'check_choice("{name}", {name}, ("forward", "reverse"))',
-                  'choice(["forward", "reverse"], {name}, "{label}")'),
-    "temperature": ("1.0", 'check_positive("{name}", {name})', 'log_slider(0.1, 10.0, {name}, "{label}")'),
-    "width": ("8", 'check_int("{name}", {name}, low=1)', 'options_slider([1, 2, 4, 8, 16, 32, 64], {name}, "{label}")'),
+_DEFAULTS = {"direction": '"forward"', "temperature": "1.0", "width": "8"}
+"""Each knob parameter's default in a scaffold."""
+
+_RANGES = {  # the catalog range a scaffold starts from, until the author chooses one
+    "temperature": '{ min = 0.1, max = 10.0, scale = "log", step = 1.25 }',
+    "width": '{ min = 1, max = 64, scale = "log", step = 2 }',
 }
+_DIRECTIONS = '["forward", "reverse"]'
+"""The directions a scaffold offers until the author lists the paper's own."""
 
 
 def _md(text: str):
@@ -42,6 +45,13 @@ def _code(text: str, tags: tuple[str, ...] = ()):
     return cell
 
 
+def _solution(text: str):
+    """A worked solution's code cell: its source hidden in JupyterLab and in static pages until opened."""
+    cell = _code(text, tags=("hide-input",))
+    cell.metadata["jupyter"] = {"source_hidden": True}
+    return cell
+
+
 def _parameters(entry: catalog.Entry) -> list[tuple[str, str, str, str, str]]:
     """(name, default, comment, validation, widget) for each knob parameter, in knob order, each name once."""
     out, seen = [], set()
@@ -52,11 +62,10 @@ def _parameters(entry: catalog.Entry) -> list[tuple[str, str, str, str, str]]:
         seen.add(name)
         knobs = [k for k in catalog.KNOBS if entry.knobs.get(k) == name]
         meaning = "; ".join(f"the {k} knob: {entry.knob_meaning.get(k, '')}" for k in knobs)
-        default, check, widget = _DEFAULTS[knob]
         meaning = meaning.replace("=", "is")  # papermill skips a parameter line whose comment holds '='
         label = name.lower() if knobs == [name.lower()] else f"{name.lower()} ({' and '.join(knobs)})"
-        out.append((name, default, f"{PLACEHOLDER}: {meaning}", check.format(name=name),
-                    widget.format(name=name, label=label)))
+        out.append((name, _DEFAULTS[knob], f"{PLACEHOLDER}: {meaning}; its range is in the catalog",
+                    f'RANGES.check("{name}", {name})', f'RANGES.widget("{name}", {name}, "{label}")'))
     return out
 
 
@@ -98,11 +107,14 @@ import math
 import numpy as np
 import torch
 
-from kllab.maths.validation import check_bool, check_choice, check_int, check_positive, check_real
+from kllab.harness.ranges import knob_ranges
+from kllab.maths.validation import check_bool, check_int, check_real
 from kllab.ui import plots
 
+RANGES = knob_ranges("{entry.id}")   # each knob parameter's accepted range, recorded once in the catalog
 {chr(10).join(checks)}
-# {PLACEHOLDER}: more validation (every parameter of the cell above), the sizes FAST selects, the toy.
+# {PLACEHOLDER}: more validation (every parameter of the cell above, bounded on both sides), the sizes FAST
+# selects, the toy. Choose each catalog range so that every value in it runs the notebook to its end.
 """),
         _md(f"""
 ## 1. *{PLACEHOLDER}: the first idea*
@@ -125,14 +137,14 @@ first_figure({", ".join(names)}).show()
 *{PLACEHOLDER}: which knob does what, over which range (every value of every slider must redraw).*{absent_line}
 """),
         _code(f"""
-from kllab.ui.widgets import KnobPanel, choice, log_slider, options_slider, slider
+from kllab.ui.widgets import KnobPanel
 
 
 def explore({args}):
     return [first_figure({args})]
 
 
-if INTERACTIVE:  # {PLACEHOLDER}: each knob's range (the check must hold, or say what it tests, over all of it)
+if INTERACTIVE:  # each control offers its catalog range: the check must hold, or say what it tests, over all of it
     panel = KnobPanel(explore, {{
 {knob_widgets}
     }}, title="{entry.id}: {PLACEHOLDER}")
@@ -156,7 +168,7 @@ print(f"CHECK {entry.id} ok: ...")
 from kllab.harness.record import record
 
 # {PLACEHOLDER}: record("name", value) for each quantity the check asserts (at least three).
-"""),
+""", tags=("remove-cell",)),
         _md(f"""
 ## Caveats
 
@@ -173,9 +185,12 @@ from kllab.harness.record import record
 
 </details>
 """),
-        _code(f"""
+        _solution(f"""
 # Solution to exercise 1 (runs in the tests, so it cannot rot).
-# {PLACEHOLDER}
+from kllab.ui.widgets import solution
+
+# {PLACEHOLDER}: compute, assert what the written solution states, then show the numbers collapsed:
+solution("Exercise 1", "{PLACEHOLDER}")
 """),
         _md(f"""
 ## References
@@ -189,13 +204,22 @@ from kllab.harness.record import record
 
 
 def _set_catalog_notebook(entry: catalog.Entry, name: str) -> None:
-    """Set ``notebook = "<name>"`` in the entry's block of ``catalog.toml``, touching nothing else."""
+    """Set ``notebook = "<name>"`` in the entry's block of ``catalog.toml``, and give each knob parameter a
+    starting range (and the direction knob its two directions) where the entry has none; nothing else changes."""
     path = catalog.CATALOG_PATH
     text = path.read_text(encoding="utf-8")
     block = re.search(rf'^\[\[(?:paper|primer)\]\]\nid = "{re.escape(entry.id)}"\n(?:(?!\[\[).*\n)*', text, flags=re.M)
     if block is None or not re.search(r'^notebook = ""$', block.group(0), flags=re.M):
         raise ValueError(f"catalog.toml has no 'notebook = \"\"' line for {entry.id}; edit it by hand")
-    new_block = re.sub(r'^notebook = ""$', f'notebook = "{name}"', block.group(0), count=1, flags=re.M)
+    added = []
+    if "direction" in entry.knobs and not entry.directions:
+        added.append(f"directions = {_DIRECTIONS}")
+    ranges = {name: _RANGES[knob] for knob, name in entry.knobs.items() if knob in _RANGES}
+    ranges = {name: spec for name, spec in ranges.items() if name not in entry.ranges}
+    if ranges and not entry.ranges:
+        added.append("ranges = { " + ", ".join(f"{n} = {spec}" for n, spec in ranges.items()) + " }")
+    line = "\n".join(added + [f'notebook = "{name}"'])
+    new_block = re.sub(r'^notebook = ""$', lambda _: line, block.group(0), count=1, flags=re.M)
     path.write_text(text[:block.start()] + new_block + text[block.end():], encoding="utf-8")
     catalog.reload()
 

@@ -6,7 +6,10 @@ adds a divergence between the two predicted distributions to the loss; LegoGCD's
 gradients through both. The views are exchangeable (two draws of the same augmentation), so the two
 KL directions have the same expectation; they differ only when one view is special (a weak versus a
 strong augmentation, or a stop-gradient teacher). The symmetric choices are the Jeffreys divergence
-J = KL(p_1‖p_2) + KL(p_2‖p_1) and Jensen-Shannon, related by J ≥ 4·JS.
+J = KL(p_1‖p_2) + KL(p_2‖p_1) and Jensen-Shannon, related by J ≥ 8·JS: pointwise,
+(t − 1) log t ≥ 4[t log t − (1 + t) log((1 + t)/2)] for the ratio t = p_1/p_2 (the difference is convex
+in t with a double zero at t = 1), and 8 is sharp since J/JS → 8 as p_2 → p_1. Lin's (1991) J ≥ 4·JS,
+from the convexity of KL, is never tight.
 
 Conventions: view 1 plays the reference p (``direction="forward"`` is KL(v1‖v2)); classes on the
 last axis; per-example results, shape ``logits.shape[:-1]``.
@@ -42,7 +45,7 @@ def view_consistency(logits_1, logits_2, temperature: float = 1.0, *, direction:
         D_{\rm jeffreys} = D_{\rm forward} + D_{\rm reverse}, \quad D_{\rm js} = \mathrm{JS}(p_1, p_2),
 
     with :math:`p_v = \mathrm{softmax}(z_v / T)`. All are 0 exactly when the two predictions agree, and
-    :math:`D_{\rm jeffreys} \ge 4 D_{\rm js}`.
+    :math:`D_{\rm jeffreys} \ge 8 D_{\rm js}` (sharp: the ratio tends to 8 as the views agree).
 
     Parameters
     ----------

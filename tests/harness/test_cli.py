@@ -101,6 +101,7 @@ def test_new_scaffolds_a_notebook_that_cannot_pass(tmp_path, monkeypatch):
     cat = tmp_path / "catalog.toml"
     shutil.copy(catalog.CATALOG_PATH, cat)
     monkeypatch.setattr(catalog, "CATALOG_PATH", cat)
+    monkeypatch.setenv("KLLAB_CATALOG", str(cat))  # the fresh kernel below reads the same copy
     monkeypatch.setattr(catalog, "NOTEBOOK_DIR", tmp_path)
     catalog.reload()
     try:
@@ -118,7 +119,14 @@ def test_new_scaffolds_a_notebook_that_cannot_pass(tmp_path, monkeypatch):
 
         assert set(parameters(nb)) == {*target.knobs.values(), "SEED", "FAST", "INTERACTIVE"}
         assert target.title in md and target.arxiv in md
-        results = run([str(path)], fast=True, out_dir=tmp_path / "out", echo=lambda line: None)
+        entry = catalog.find(target.id)
+        assert set(entry.ranges) == {n for k, n in entry.knobs.items() if k != "direction"}, entry.ranges
+        assert entry.directions == (["forward", "reverse"] if "direction" in entry.knobs else [])
+        solutions = [c for c in nb.cells if c.cell_type == "code" and "solution(" in c.source]
+        assert solutions and all(c.metadata["jupyter"]["source_hidden"] and "hide-input" in c.metadata["tags"]
+                                 for c in solutions)
+        assert any("remove-cell" in c.metadata.get("tags", []) and "record" in c.source for c in nb.cells)
+        results = run([str(path)], fast=True, out_dir=tmp_path / "out", echo=lambda line: None, fresh_kernels=True)
         assert not results[0].ok and "NotImplementedError: SCAFFOLD: the check of" in results[0].error
         # again, or for a paper that has a notebook: one line, nothing overwritten
         before = path.read_bytes()

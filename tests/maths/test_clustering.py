@@ -56,3 +56,15 @@ def test_bad_input():
         K.cluster_accuracy([-1, 1], [0, 1])
     with pytest.raises(ValueError, match="y_true must hold at least one label"):
         K.cluster_accuracy(np.array([], dtype=int), np.array([], dtype=int))
+
+
+def test_gcd_split_scores_old_and_new_under_the_global_matching_not_one_per_split():
+    # Cluster 0 holds 3 points of old class 0 and 2 of new class 2: the global matching gives it to class 0, so the
+    # new class scores 0 (a matching of the new points alone would score them 1); brute force agrees.
+    y = np.array([0, 0, 0, 2, 2, 1, 1, 1])
+    p = np.array([0, 0, 0, 0, 0, 1, 1, 2])
+    best = max(itertools.permutations(range(3)), key=lambda perm: (np.array(perm)[p] == y).sum())
+    right = np.array(best)[p] == y
+    acc = K.gcd_accuracy(y, p, known=[0, 1])
+    assert acc == pytest.approx({"all": right.mean(), "old": right[y != 2].mean(), "new": right[y == 2].mean()})
+    assert acc["new"] == 0.0 and K.cluster_accuracy(y[y == 2], p[y == 2]) == 1.0

@@ -1,6 +1,7 @@
 """Tests for kllab.maths.transport: Sinkhorn against POT, exact OT three ways, envelope gradients, the
 debiased divergence, Gaussian closed forms, the W2 projection of a mixture, and the OT-trained generator."""
 
+import importlib
 import math
 
 import numpy as np
@@ -63,15 +64,85 @@ def test_sinkhorn_marginals_value_and_plan_form():
     assert abs(r.value.item() - ((lp.exp() * r.f).sum() + (lq.exp() * r.g).sum()).item()) < 1e-12
 
 
-def test_log_domain_path_agrees_with_the_kernel_path():
-    # Scaling the cost by 100 makes C / eps large: the stabilised iterations absorb, or fall back to the log domain.
+SOLVER = importlib.import_module("kllab.maths.transport.sinkhorn")   # the module (the package re-exports its functions)
+
+
+def _spy(monkeypatch, name):
+    """Count the calls to one of the solver module's helpers."""
+    calls, inner = [], getattr(SOLVER, name)
+    monkeypatch.setattr(SOLVER, name, lambda *a, **k: calls.append(1) or inner(*a, **k))
+    return calls
+
+
+def _pot_plan(lp, lq, cost, eps):
+    return ot.sinkhorn(lp.exp(), lq.exp(), cost, eps, method="sinkhorn_log", numItermax=100_000, stopThr=1e-13)
+
+
+def test_stabilised_kernel_handles_steep_costs_without_the_log_domain(monkeypatch):
+    # Scaling the cost by 100 makes C / eps large (400 at eps = 5): the stabilised iterations absorb their
+    # scalings into the potentials and converge; the log-domain fallback (the only user of _row_error) is not
+    # needed here. The fallbacks are driven by the three tests below.
     lp, lq = random_pair(4)
+    row_error = _spy(monkeypatch, "_row_error")
     small = transport.sinkhorn(lp, lq, C21, 0.5).value
     big = transport.sinkhorn(lp, lq, 100.0 * C21, 50.0).value
     assert abs(big.item() - 100.0 * small.item()) < 1e-7 * abs(100.0 * small.item())
-    steep = transport.sinkhorn(lp, lq, 100.0 * C21, 5.0)              # cost / eps = 400: the log domain's turn
+    steep = transport.sinkhorn(lp, lq, 100.0 * C21, 5.0)
     scaled = 100.0 * transport.sinkhorn(lp, lq, C21, 0.05).value.item()
     assert steep.converged and abs(steep.value.item() - scaled) < 1e-6
+    assert not row_error
+
+
+def test_log_domain_fallback_of_the_cross_term_runs_and_is_right(monkeypatch):
+    # A warm start whose potential g is 1e4 too low at one class: column 3 of the stabilised kernel
+    # exp((f + g - C) / eps) underflows to 0, its scaling b is 1/0, the kernel path returns a non-finite error
+    # and the log-domain iterations (the only user of _row_error) must take over from the same start.
+    lp, lq = random_pair(4)
+    eps = 0.5
+    cold = transport.sinkhorn(lp, lq, C21, eps)
+    g = cold.g.clone()
+    g[3] -= 1e4
+    row_error = _spy(monkeypatch, "_row_error")
+    warm = transport.sinkhorn(lp, lq, C21, eps, init=(cold.f, g))
+    assert len(row_error) > 0                                    # the fallback ran
+    assert warm.converged
+    torch.testing.assert_close(warm.plan, _pot_plan(lp, lq, C21, eps), rtol=0, atol=1e-9)
+    assert abs(warm.value.item() - cold.value.item()) < 1e-9
+
+
+def test_log_domain_fallback_of_the_self_terms_runs_and_is_right(monkeypatch):
+    # The symmetric solver from a potential 1e4 too high at one class: the kernel overflows to inf, and the
+    # averaged log-domain iterations f <- (f + T(f)) / 2 must take over. With a warm start the symmetric
+    # solver calls the soft c-transform only in that fallback.
+    lp, _ = random_pair(4)
+    eps = 0.5
+    for shift in (1e4, -1e4):
+        f0 = SOLVER._solve_symmetric(lp, C21, eps)[0]
+        bad = f0.clone()
+        bad[3] += shift
+        softmin = _spy(monkeypatch, "_softmin")
+        f, _, err = SOLVER._solve_symmetric(lp, C21, eps, bad)
+        monkeypatch.undo()
+        assert len(softmin) > 0 and err < 1e-9                 # the fallback ran, and converged
+        plan = (lp[:, None] + lp[None, :] + (f[:, None] + f[None, :] - C21) / eps).exp()
+        torch.testing.assert_close(plan, _pot_plan(lp, lp, C21, eps), rtol=0, atol=1e-9)
+        assert abs(2 * (lp.exp() * f).sum().item() - 2 * (lp.exp() * f0).sum().item()) < 1e-9
+
+
+def test_log_domain_fallbacks_alone_give_the_divergence(monkeypatch):
+    # Break the stabilised kernel's matrix-vector product: every solve of sinkhorn_divergence (cross term and
+    # both self-terms, from a cold start) must then come from the log-domain fallbacks, and agree with the
+    # kernel path and with POT's plan.
+    lp, lq = random_pair(5)
+    eps = 0.3
+    kernel_path = transport.sinkhorn_divergence(lp, lq, C21, eps).item()
+    monkeypatch.setattr(SOLVER, "_mv", lambda kernel, v, transpose=False: torch.full_like(v, math.nan))
+    row_error = _spy(monkeypatch, "_row_error")
+    r = transport.sinkhorn(lp, lq, C21, eps)
+    assert len(row_error) > 0 and r.converged
+    torch.testing.assert_close(r.plan, _pot_plan(lp, lq, C21, eps), rtol=0, atol=1e-9)
+    log_path = transport.sinkhorn_divergence(lp, lq, C21, eps).item()
+    assert abs(log_path - kernel_path) < 1e-9 * kernel_path
 
 
 def test_batched_equals_one_at_a_time():
@@ -193,6 +264,54 @@ def test_warm_started_loss_equals_the_function():
     first = budget.iterations
     budget(lp, discrete_gaussian(X21, 12.0, 2.0), C21)
     assert budget.iterations - first == 3 + 2 * 3                 # warm: exactly the budget (self-terms get 3)
+
+
+def _cloud_divergence(x, y, eps, p, loss=None):
+    lx = torch.full((x.shape[0],), -math.log(x.shape[0]), dtype=D64)
+    ly = torch.tensor([0.1, 0.3, 0.15, 0.25, 0.05, 0.15], dtype=D64).log()
+    costs = (transport.cost_matrix(x, y, p=p), transport.cost_matrix(x, x, p=p), transport.cost_matrix(y, y, p=p))
+    if loss is None:
+        return transport.sinkhorn_divergence(lx, ly, costs[0], eps, cost_pp=costs[1], cost_qq=costs[2], tol=1e-13)
+    return loss(lx, ly, costs[0], cost_pp=costs[1], cost_qq=costs[2])
+
+
+@pytest.mark.parametrize("p, eps", [(2.0, 0.3), (2.0, 2.0), (1.0, 0.5)])
+def test_divergence_gradient_in_the_points_includes_the_self_terms(p, eps):
+    # S_eps between two point clouds (x: 5 equal weights, y: 6 unequal ones), differentiated in every point.
+    # x enters OT(p, q) and OT(p, p), y enters OT(p, q) and OT(q, q): the autograd gradient (envelope theorem
+    # through the cross term and both self-terms) must equal central finite differences of the value.
+    x0 = torch.tensor([-1.0, -0.2, 0.4, 1.3, 2.0], dtype=D64)
+    y0 = torch.tensor([-0.5, 0.1, 0.9, 1.1, 2.5, 3.0], dtype=D64)
+    x, y = x0.clone().requires_grad_(True), y0.clone().requires_grad_(True)
+    gx, gy = torch.autograd.grad(_cloud_divergence(x, y, eps, p), (x, y))
+    h = 1e-5
+
+    def fd(base, other, first):
+        out = torch.zeros_like(base)
+        for k in range(base.shape[0]):
+            e = torch.zeros_like(base)
+            e[k] = h
+            args = [(base + e, other), (base - e, other)] if first else [(other, base + e), (other, base - e)]
+            up, down = (_cloud_divergence(a, b, eps, p).item() for a, b in args)
+            out[k] = (up - down) / (2 * h)
+        return out
+
+    fx, fy = fd(x0, y0, True), fd(y0, x0, False)
+    torch.testing.assert_close(gx, fx, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(gy, fy, rtol=1e-6, atol=1e-8)
+    # The self-terms carry a gradient far above that tolerance (a solver that dropped them would fail above):
+    lx = torch.full((5,), -math.log(5), dtype=D64)
+    ly = torch.tensor([0.1, 0.3, 0.15, 0.25, 0.05, 0.15], dtype=D64).log()
+    xs = x0.clone().requires_grad_(True)
+    cross = transport.sinkhorn(lx, ly, transport.cost_matrix(xs, y0, p=p), eps, tol=1e-13).value
+    (gx_cross,) = torch.autograd.grad(cross, xs)
+    assert (gx - gx_cross).abs().max().item() > 1e-2
+    # The warm-started loss differentiates its self-terms the same way.
+    loss = transport.SinkhornDivergence(eps, tol=1e-13)
+    x, y = x0.clone().requires_grad_(True), y0.clone().requires_grad_(True)
+    lx_, ly_ = torch.autograd.grad(_cloud_divergence(x, y, eps, p, loss=loss), (x, y))
+    torch.testing.assert_close(lx_, fx, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(ly_, fy, rtol=1e-6, atol=1e-8)
 
 
 def test_point_cloud_divergence_needs_its_self_costs():

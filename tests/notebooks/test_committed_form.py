@@ -73,3 +73,23 @@ def test_no_scaffold_left_and_every_exercise_has_a_worked_solution(entry):
     solutions = md.count("<details")
     assert solutions >= len(exercises), f"{entry.notebook}: {len(exercises)} exercises, {solutions} worked solutions"
     assert "<details open" not in md, "solutions stay closed until the reader opens them"
+
+
+@notebook_params
+def test_solutions_hidden_until_opened_and_machinery_out_of_the_pages(entry):
+    """A worked solution's code is hidden in JupyterLab (source_hidden) and in static pages (hide-input); its
+    result is a collapsed block. The record cell is tagged remove-cell (out of Voila and static pages)."""
+    nb = nbformat.read(entry.path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code" and not is_check_cell(c)]
+    solutions = [c for c in code if "solution(" in c.source]
+    assert solutions, f"{entry.notebook}: no solution cell calls kllab.ui.widgets.solution"
+    for c in solutions:
+        assert c.metadata.get("jupyter", {}).get("source_hidden") is True, f"{entry.notebook}: {c.source[:60]!r}"
+        assert "hide-input" in c.metadata.get("tags", []), f"{entry.notebook}: {c.source[:60]!r}"
+    records = [c for c in code if "record(" in c.source]
+    assert records, f"{entry.notebook}: no record cell"
+    for c in records:
+        assert "remove-cell" in c.metadata.get("tags", []), f"{entry.notebook}: record cell not tagged remove-cell"
+    for c in code:
+        if "remove-cell" in c.metadata.get("tags", []):
+            assert "solution(" not in c.source and "display(" not in c.source, "a removed cell shows nothing the reader needs"

@@ -158,3 +158,27 @@ def test_an_exception_in_a_knob_callback_fails_the_dashboard_check(tmp_path, chr
             assert errors(page)["panel_errors"] == ["error: KeyError: 'missing'"]  # one line, in the page
         finally:
             ctx.close()
+
+
+def test_cells_tagged_remove_cell_stay_out_of_the_page(tmp_path, chromium):
+    """The record cell (tagged remove-cell) runs but draws nothing; a solution's result stays collapsed."""
+    params = new_code_cell("INTERACTIVE = True  # unused")
+    params.metadata["tags"] = ["parameters"]
+    hidden = new_code_cell("print('MACHINERY-' + 'ONLY')")
+    hidden.metadata["tags"] = ["remove-cell"]
+    nb = new_notebook(cells=[new_markdown_cell("# Tags"), params, new_code_cell("print('SHOWN-' + 'LINE')"), hidden,
+                             new_code_cell("from kllab.ui.widgets import solution\nsolution('Exercise 1', 'x = 2')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "tags.ipynb")
+    with voila_server(root=tmp_path) as (url, _):
+        ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
+        page = ctx.new_page()
+        try:
+            page.goto(f"{url}/voila/render/tags.ipynb", timeout=120_000)
+            page.wait_for_selector("details.kl-solution", state="attached", timeout=120_000)
+            text = page.inner_text("body")
+            assert "SHOWN-LINE" in text  # the control: an ordinary cell's output is drawn
+            assert "MACHINERY-ONLY" not in text
+            assert page.locator("details.kl-solution[open]").count() == 0
+        finally:
+            ctx.close()

@@ -12,6 +12,7 @@ from helpers import notebook_params
 from IPython.core.interactiveshell import InteractiveShell
 
 from kllab.harness.nbtools import is_check_cell, parameters_cell
+from kllab.harness.ranges import knob_ranges
 from kllab.ui.widgets import KnobPanel
 
 
@@ -80,6 +81,20 @@ def test_panel(entry):
     if "direction" in entry.knobs:
         assert _options(panel.knobs[entry.knobs["direction"].lower()]) == entry.directions, \
             f"{entry.id}: the direction toggle offers other values than the catalog's directions"
+    # Each control of a parameter with a catalog range offers that range, from end to end, and nothing outside it.
+    for r in knob_ranges(entry.id):
+        w = panel.knobs.get(r.name.lower())
+        if w is None:
+            continue
+        ends = edges(w)
+        if r.categorical:
+            assert _options(w) == list(r.choices), f"{entry.id}: {r.name} offers {_options(w)}, the catalog {r.choices}"
+        else:
+            assert math.isclose(ends[0], r.min, rel_tol=1e-9, abs_tol=1e-12) and \
+                math.isclose(ends[1], r.max, rel_tol=1e-9, abs_tol=1e-12), \
+                f"{entry.id}: the {r.name} control spans {ends}, its catalog range [{r.min}, {r.max}]"
+            if isinstance(w, W.SelectionSlider):
+                assert all(r.min <= v <= r.max for v in _options(w)), f"{entry.id}: {r.name} offers {_options(w)}"
     for name, w in panel.knobs.items():
         before, start = snapshot(panel), w.value
         panel.set(**{name: other_value(w)})

@@ -21,6 +21,7 @@ _LOCAL = threading.local()   # this thread's kept kernel
 _KERNELS: list = []          # every kernel this process started, to shut down at exit
 _LOCK = threading.Lock()
 _AT_EXIT: list = []          # whether shutdown_all is registered to run at exit
+HISTORY_OFF = ["--HistoryManager.enabled=False"]
 _IN_KERNEL = "__import__('kllab.harness.engine.kernels', fromlist=['_'])"
 
 
@@ -35,7 +36,9 @@ class Kernel:
                                 client_class="jupyter_client.asynchronous.AsyncKernelClient")  # nbclient's kind
         name = f"kernels-{os.uname().nodename}-{os.getpid()}.log"
         self.log = open(Path(log_dir) / name, "ab", buffering=0)
-        self.km.start_kernel(cwd=cwd, stdout=self.log, stderr=self.log)
+        # Kernels started together would share IPython's history database and print "ERROR! Session/line
+        # number was not unique in database" into the notebooks: a notebook run needs no history.
+        self.km.start_kernel(cwd=cwd, stdout=self.log, stderr=self.log, extra_arguments=HISTORY_OFF)
         self.runs = 0
         with _LOCK:
             if not _KERNELS and not _AT_EXIT:  # once per process (a local run, a Dask worker, a test session)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ..nbtools import parse_value
-from ..run import Target, notebook_parameters
+from ..ranges import check_parameters
+from ..run import Target, catalog_entry, notebook_parameters
 
 __all__ = ["parse_assignment", "parse_grid", "check_grid"]
 
@@ -94,6 +95,14 @@ def check_grid(target: Target, grid: Mapping, fixed: Mapping) -> tuple[dict, dic
     if "INTERACTIVE" in checked or fixed.get("INTERACTIVE", False) is not False:
         given = checked.get("INTERACTIVE", fixed.get("INTERACTIVE"))
         raise ValueError(f"INTERACTIVE is always False in a sweep (no widgets headless); got {given!r}")
+    entry = catalog_entry(target)
+    if entry is not None:  # a grid point outside the catalog's ranges is refused before any point runs
+        check_parameters(entry, fixed, label=f"-p for {entry.id}")
+        first = {name: values[0] for name, values in checked.items()}
+        for name, values in checked.items():
+            for v in values:
+                point = ", ".join(f"{k}={(v if k == name else first[k])!r}" for k in checked)
+                check_parameters(entry, {name: v}, label=f"{entry.id} grid point {point}")
     if "INTERACTIVE" in known:
         fixed["INTERACTIVE"] = False
     return checked, fixed
