@@ -55,8 +55,8 @@ def attribute(nodeid: str, catalog_ids: set[str], files: dict[str, str]) -> tupl
     if ".ipynb::" in nodeid:
         name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
         return files.get(name), "headless"
-    if m and m.group(1) in catalog_ids and ("tests/notebooks/" in nodeid or "test_catalog.py" in nodeid):
-        return m.group(1), kind
+    if m and m.group(1).split("-")[0] in catalog_ids and ("tests/notebooks/" in nodeid or "test_catalog.py" in nodeid):
+        return m.group(1).split("-")[0], kind
     return None, "dashboard" if kind == "dashboard" else "other"
 
 
