@@ -339,7 +339,7 @@ def play_bandit(means, horizon: int, eta, *, divergence: str = "reverse", shift=
             stab = stab + _stability(p, est, eta_b, name)
             if regularizer_name is None:            # forward KL: the mirror step itself, p_(t+1) = p_t / (lambda + eta est)
                 c = torch.ones_like(total[..., None]) if c is None else c
-                logp, c = _inverse_normalise(-eta_b * est, c, weight=p)
+                logp, c = _inverse_normalise(eta_b * est, c, weight=p)
                 continue
             cum = cum + est
             if c is not None:   # the estimate's constant part s moves the log-barrier's normaliser by -eta s exactly
