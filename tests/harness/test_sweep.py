@@ -150,6 +150,11 @@ def test_a_bad_value_fails_its_row_only(tmp_path):
     (["--grid", "BETA=0.1", "-p", "BETA=0.2"], "BETA is both in the grid and fixed"),
     (["--grid", "BETA=0.1", "-p", "INTERACTIVE=True"], "INTERACTIVE is always False in a sweep"),
     (["--grid", "BETA=0.1", "--workers", "0"], "--workers must be an integer >= 1; got '0'"),
+    (["--grid", "BETA=0.1,30.0", "--grid", "DIRECTION=forward"],
+     "P37 grid point BETA=30.0, DIRECTION='forward': BETA must be in [0.001, 3]; got 30.0"),
+    (["--grid", "DIRECTION=forward,sideways"],
+     "P37 grid point DIRECTION='sideways': DIRECTION must be one of 'reverse', 'forward'; got 'sideways'"),
+    (["--grid", "BETA=0.1", "-p", "EPSILON=hot"], "-p for P37: EPSILON must be a number in [1e-12, 0.1]; got 'hot' (str)"),
 ])
 def test_bad_input_is_one_line_before_anything_runs(args, message, tmp_path, capsys):
     out = tmp_path / "never"
