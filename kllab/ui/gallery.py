@@ -35,9 +35,20 @@ def last_run(path: Path = RUN_RESULTS) -> dict:
         return {}
 
 
+def _knob_tip(e: catalog.Entry, knob: str, name: str, ranges) -> str:
+    """A knob's tooltip: its meaning and, for a notebook, its accepted range."""
+    tip = e.knob_meaning.get(knob, "")
+    if name in ranges:
+        tip = f"{tip} ({name} {ranges[name].describe()})" if tip else f"{name} {ranges[name].describe()}"
+    return tip
+
+
 def _card(e: catalog.Entry, run: dict) -> str:
+    from ..harness.ranges import Ranges
+
+    ranges = Ranges(e)
     knobs = "".join(
-        f'<span class="kl-knob" title="{html.escape(e.knob_meaning.get(k, ""))}">'
+        f'<span class="kl-knob" title="{html.escape(_knob_tip(e, k, v, ranges))}">'
         f"{_KNOB_LABEL[k]}: {html.escape(v)}</span>" for k, v in e.knobs.items())
     title = html.escape(e.title)
     if e.notebook:
