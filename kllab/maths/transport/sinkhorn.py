@@ -353,7 +353,7 @@ def _self_ot(logp, cost, eps, tol, max_iter, init=None):
     """OT_eps(p, p) with its envelope gradient (2 f in p, P in the cost); and the potential."""
     with torch.no_grad():
         f, _, _ = _solve_symmetric(logp.detach(), cost.detach(), eps, init, tol=tol, max_iter=max_iter)
-    f_c = f
+    f_c = _softmin(logp.detach(), f, cost, eps, dim=-1) if cost.requires_grad else f
     w = torch.where(logp > -math.inf, logp.exp(), torch.zeros((), dtype=D64))
     return (w * f_c).sum(-1) + (w * f).sum(-1), f
 
