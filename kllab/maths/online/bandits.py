@@ -166,7 +166,8 @@ def regret_bound(n_arms: int, horizon: int, eta: float, *, divergence: str = "re
     Derivation: the FTRL decomposition, regret :math:`\le \psi(u) - \psi(p_1) + \sum_t` :func:`stability`.
     For the reverse KL (entropy), :math:`\phi_{\exp}(a) \le a^2/2` needs a ≥ 0, so the bound holds for the
     standard estimator only, and is ``inf`` for any shift s > 0 (estimates below :math:`-1/\eta` are
-    exponentiated). For Itakura-Saito (log-barrier), :math:`\phi_{\log}(a) \le a^2/(2(1+a))` and, for
+    exponentiated). For Itakura-Saito (log-barrier), :math:`\phi_{\log}(a) \le a^2/(2\min(1, 1+a))` for a > -1
+    (:math:`a^2/(2(1+a))` for a ≤ 0, :math:`a^2/2` for a ≥ 0) and, for
     :math:`s \in [0, 1]`, :math:`a_i = \eta p_i\hat\ell_i \ge -\eta s`, with
     :math:`\mathbb{E}\sum_i p_i^2\hat\ell_i^2 \le 1`; it needs η < 1. :math:`C_K` is :func:`barrier_penalty`,
     the final 1 pays for the comparator. The forward KL is the Bregman divergence of a regulariser that
