@@ -9,6 +9,7 @@ import pytest
 
 from kllab.harness import catalog
 from kllab.harness.nbtools import parameters
+from kllab.harness.ranges import knob_ranges
 
 SEED_LIST = Path(__file__).resolve().parents[2].parent / "shared" / "papers" / "seed_papers.md"
 
@@ -40,27 +41,20 @@ def test_titles_match_the_seed_list():
         assert e.title == headings[e.id].strip(), e.id
 
 
-def _direction_choices(nb) -> list | None:
-    """The values the setup cell's ``check_choice("DIRECTION", DIRECTION, (...))`` allows."""
+def _range_checks(nb) -> set[str]:
+    """The parameters the notebook validates through the catalog's ranges: ``RANGES.check("NAME", NAME)``."""
     import ast
 
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not c.source.lstrip().startswith("%"))
-    tree = ast.parse(code)
-    constants = {t.id: n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
-                 for t in n.targets if isinstance(t, ast.Name)}
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check_choice" and len(node.args) >= 3
-                and isinstance(node.args[0], ast.Constant) and node.args[0].value == "DIRECTION"):
-            allowed = node.args[2]
-            if isinstance(allowed, ast.Name):  # DIRECTION = check_choice("DIRECTION", DIRECTION, DIRECTIONS)
-                allowed = constants[allowed.id]
-            return list(ast.literal_eval(allowed))
-    return None
+    return {node.args[0].value for node in ast.walk(ast.parse(code))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "check"
+            and getattr(node.func.value, "id", "") == "RANGES" and node.args and isinstance(node.args[0], ast.Constant)}
 
 
 @pytest.mark.parametrize("e", [e for e in catalog.entries() if e.notebook], ids=lambda e: e.id)
 def test_catalog_knobs_match_the_notebook(e):
-    """knobs name parameters of the notebook; directions are exactly the values its DIRECTION accepts;
+    """knobs name parameters of the notebook; DIRECTION (whose accepted values are the directions) and every
+    other parameter with a catalog range are validated with ``RANGES.check``;
     every knob parameter has one meaning in the glossary; the default DIRECTION is one of them."""
     assert e.path.exists(), e.notebook
     nb = nbformat.read(e.path, as_version=4)
@@ -71,11 +65,14 @@ def test_catalog_knobs_match_the_notebook(e):
         assert name in glossary, f"{e.id}: {name} is not in the catalog's [glossary]; add what it means"
     if "direction" in e.knobs:
         assert e.directions, f"{e.id}: a direction knob needs its directions listed in the catalog"
-        assert _direction_choices(nb) == e.directions, f"{e.id}: DIRECTION's validation allows other values"
         assert params[e.knobs["direction"]] in e.directions
         assert {"forward", "reverse"} <= set(e.directions), f"{e.id}: DIRECTION offers forward and reverse, plus others"
     else:
         assert not e.directions, f"{e.id}: directions listed without a direction knob"
+    # Every parameter with a catalog range (DIRECTION's are its directions) is validated against that range.
+    ranged = {r.name for r in knob_ranges(e.id)}
+    missing = ranged - _range_checks(nb)
+    assert not missing, f"{e.id}: the setup cell does not validate {sorted(missing)} with RANGES.check"
 
 
 def test_every_notebook_file_is_in_the_catalog():
