@@ -208,10 +208,14 @@ def test_regret_bounds_closed_forms():
     assert online.regret_bound(5, 3000, 0.01, divergence="forward") == INF
     assert online.regret_bound(5, 3000, 1.0, divergence="itakura_saito") == INF
     eta = online.tuned_eta(8, 1000, divergence="itakura_saito")
-    for d in ("reverse", "itakura_saito"):
+    for d in ("reverse", "itakura_saito"):   # strictly: a bound that ignored eta would tie
         e = online.tuned_eta(8, 1000, divergence=d)
-        assert online.regret_bound(8, 1000, e, divergence=d) <= min(
+        assert online.regret_bound(8, 1000, e, divergence=d) < min(
             online.regret_bound(8, 1000, f * e, divergence=d) for f in (0.8, 1.25))
+    c_k = float(online.barrier_penalty(8, 1000))
+    assert online.regret_bound(8, 1000, 0.2, divergence="itakura_saito") == pytest.approx(c_k / 0.2 + 0.2 * 1000 / 2 + 1)
+    assert online.regret_bound(8, 1000, 0.2, divergence="itakura_saito", shift=0.5) == pytest.approx(
+        c_k / 0.2 + 0.2 * 1000 / (2 * 0.8) + 1)
     assert online.regret_bound(8, 1000, eta, divergence="itakura_saito", shift=1.0) > \
         online.regret_bound(8, 1000, eta, divergence="itakura_saito")
 
