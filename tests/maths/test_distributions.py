@@ -31,6 +31,19 @@ def test_samples_reproducible_and_moments():
     assert a.var().item() == pytest.approx(5.0, rel=0.03)
 
 
+def test_samples_follow_an_asymmetric_mixture():
+    # The symmetric two_modes test above cannot tell a sampler that ignores the weights or swaps the sigmas: here a
+    # Kolmogorov-Smirnov test against the mixture's own cdf (and scipy's, for the parameters) can.
+    gm = GaussianMixture1D([-2.0, 1.0], [0.7, 1.2], [0.25, 0.75])
+    x = gm.sample(50_000, seed=5).numpy()
+
+    def cdf(v):
+        return 0.25 * scipy.stats.norm.cdf(v, -2.0, 0.7) + 0.75 * scipy.stats.norm.cdf(v, 1.0, 1.2)
+
+    assert scipy.stats.kstest(x, cdf).pvalue > 1e-3
+    assert x.mean() == pytest.approx(gm.mean, abs=0.03) and x.var() == pytest.approx(gm.variance, rel=0.03)
+
+
 def test_score_matches_finite_difference():
     gm = GaussianMixture1D([-1.0, 2.0], [0.5, 1.5], [0.3, 0.7])
     x = torch.linspace(-3, 4, 15, dtype=torch.float64)

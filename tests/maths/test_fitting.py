@@ -46,6 +46,25 @@ def test_history_and_path_lengths():
     assert fit.logq.shape == (4001,)
 
 
+def test_history_is_the_loss_before_each_step_and_path_the_point_after_it():
+    # Notebooks draw history[k] at the point the step starts from (init, then path[k - 1]); pin that alignment, and
+    # that loss is the divergence at the last point of the path.
+    from kllab.maths.distributions import Grid1D
+    from kllab.maths.divergences import kl
+    from kllab.maths.fitting import gaussian_logq
+
+    grid = Grid1D(-12.0, 12.0, 2001)
+    target = two_modes(2.0)
+    fit = fit_gaussian(target, divergence="reverse", grid=grid, init=(1.0, 1.5), steps=6, lr=0.1)
+    logp = grid.discretize(target.log_prob(grid.x))
+    starts = [(1.0, 1.5)] + fit.path[:-1]
+    at_start = [kl(gaussian_logq(grid, m, s), logp).item() for m, s in starts]
+    assert fit.history == pytest.approx(at_start, rel=1e-12)
+    assert fit.loss == pytest.approx(kl(gaussian_logq(grid, *fit.path[-1]), logp).item(), rel=1e-12)
+    assert (fit.mu, fit.sigma) == pytest.approx(fit.path[-1], rel=1e-15)
+    assert len(set(fit.history)) == 6                      # the steps move: each entry is a different point
+
+
 def test_mixture_recovers_components_forward_kl():
     fit = fit_mixture(two_modes(3.0), 2, init_means=[-1.0, 1.0], steps=1500)
     assert sorted(fit.means) == pytest.approx([-3.0, 3.0], abs=0.02)
@@ -77,6 +96,7 @@ def _centred_reverse_fit(s, w):
 
     from kllab.maths.distributions import Grid1D
     from kllab.maths.divergences import kl
+    from kllab.maths.fitting import gaussian_logq
     from kllab.maths.fitting import gaussian_logq
 
     half = s + 8 * w + 6 * math.hypot(s, w)

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -122,6 +123,15 @@ def test_relative_change_properties():
     assert relative_change(theta, theta) == 0.0
     assert math.isclose(relative_change(1.1 * theta, theta), 0.1, rel_tol=1e-12)
     assert math.isclose(relative_change(3 * 1.1 * theta, 3 * theta), 0.1, rel_tol=1e-12)   # scale-free
+    # A proportional change gives 0.1 in every matrix norm; a change of another shape pins the Frobenius norm
+    # (the spectral norm would give 0.2 here, the nuclear one 0.2 too, against 0.2 / sqrt(5) = 0.0894).
+    bump = torch.zeros(5, 5, dtype=D64)
+    bump[2, 2] = 0.2
+    assert math.isclose(relative_change(torch.eye(5, dtype=D64) + bump, torch.eye(5, dtype=D64)), 0.2 / math.sqrt(5),
+                        rel_tol=1e-12)
+    other = random_kernel(5, seed=9)
+    expected = np.linalg.norm((other - theta).numpy(), "fro") / np.linalg.norm(theta.numpy(), "fro")
+    assert math.isclose(relative_change(other, theta), expected, rel_tol=1e-12)
 
 
 @pytest.mark.parametrize("call, message", [

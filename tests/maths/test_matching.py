@@ -134,13 +134,18 @@ def test_surrogate_is_an_unbiased_estimate_of_the_exact_gradient(f):
     assert ((estimate - exact).abs() < 4 * stderr).all(), (estimate, exact, stderr)
 
 
-def test_normalized_surrogate_only_rescales_the_weights():
+@pytest.mark.parametrize("f", ["forward", "js", "reverse"])
+def test_normalized_surrogate_only_rescales_the_weights(f):
+    # Divided by the batch mean of the weight h(r) itself: for forward KL h = r, so that case alone could not tell a
+    # division by mean(r) from one by mean(h); JS (h = r / (2 (1 + r))) and reverse (h = 1, no change) can.
     x = torch.tensor([0.5, -1.0, 2.0], dtype=D64)
     lr = torch.tensor([0.3, -2.0, 1.0], dtype=D64)
     d = torch.tensor([1.0, 2.0, -1.0], dtype=D64)
-    plain = surrogate_loss(x, lr, d, "forward")
-    norm = surrogate_loss(x, lr, d, "forward", normalize=True)
-    assert torch.allclose(norm, plain / lr.exp().mean())
+    plain = surrogate_loss(x, lr, d, f)
+    norm = surrogate_loss(x, lr, d, f, normalize=True)
+    assert torch.allclose(norm, plain / log_weight(lr, f).exp().mean(), rtol=1e-12)
+    if f == "reverse":
+        assert torch.equal(norm, plain)
 
 
 

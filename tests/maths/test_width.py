@@ -106,3 +106,19 @@ def test_train_mse_is_plain_gradient_descent():
         assert hist[t] == loss.item()
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_standard_parametrisation_rescales_each_layers_kernel():
+    # Same function at initialisation is not enough: the parametrisation is what the gradient sees. With the same
+    # draw, d f / d a_j is sqrt(m) times larger in standard parametrisation and d f / d w_jk sqrt(d) times larger, so
+    # Theta_standard = m Theta_ntk(output layer) + d Theta_ntk(hidden layer), exactly.
+    x = circle(5)
+    x = torch.cat([x, torch.ones(5, 1)], 1)                      # d = 3, so that the two factors differ
+    m, d = 16, 3
+    ntk, std = MLP(d, 1, m, parametrization="ntk", seed=5), MLP(d, 1, m, parametrization="standard", seed=5)
+    W, a = ntk.layers[0].weight.detach(), ntk.layers[1].weight.detach()[0]
+    u = x @ W.T / math.sqrt(d)
+    j_a = torch.relu(u) / math.sqrt(m)
+    j_w = ((a * (u > 0))[:, :, None] * x[:, None, :] / math.sqrt(d * m)).flatten(1)
+    torch.testing.assert_close(empirical_ntk(ntk, x), j_a @ j_a.T + j_w @ j_w.T)
+    torch.testing.assert_close(empirical_ntk(std, x), m * (j_a @ j_a.T) + d * (j_w @ j_w.T))
