@@ -51,6 +51,33 @@ def test_training_side_by_side_equals_training_alone():
     assert hist.shape == (50, 2) and (hist[-1] < hist[0]).all()
 
 
+def test_initialisation_is_torch_nn_linears_uniform():
+    # U(-1/sqrt(n_in), 1/sqrt(n_in)) for weights and biases: inside the bound, and filling it (std bound/sqrt(3))
+    net = EnsembleMLP(400, 300, width=500, seeds=[0, 1])
+    for w, b in zip(net.weights, net.biases):
+        bound = 1 / w.shape[1] ** 0.5
+        for x in (w, b):
+            assert x.abs().max().item() <= bound
+        assert w.abs().max().item() > 0.99 * bound
+        assert w.std().item() == pytest.approx(bound / 3 ** 0.5, rel=0.01)
+
+
+def test_history_is_each_models_loss_before_each_step():
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(2))
+    y = x.prod(1, keepdim=True)
+    net = EnsembleMLP(2, 1, width=6, seeds=[3, 4])
+    loss = lambda: ((net(x) - y) ** 2).mean((1, 2))
+    with torch.no_grad():
+        before = loss()
+    hist = train_ensemble(net, loss, steps=5, lr=0.05)
+    torch.testing.assert_close(hist[0], before, rtol=0, atol=0)
+    with torch.no_grad():
+        after = loss()
+    assert not torch.allclose(hist[-1], after)            # the last row is before the last step, not after it
+    more = train_ensemble(net, loss, steps=1, lr=0.05)
+    torch.testing.assert_close(more[0], after, rtol=0, atol=0)
+
+
 def test_adam_matches_torch_optim_adam():
     x = torch.randn(25, 2, generator=torch.Generator().manual_seed(1))
     y = (x[:, :1] > 0).double()

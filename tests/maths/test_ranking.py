@@ -73,6 +73,13 @@ def test_stage_nll_is_stable_for_logits_far_apart():
     nll = R.stage_nll(s, r)
     assert torch.isfinite(nll).all()
     torch.testing.assert_close(nll, expected, rtol=0, atol=1e-12)
+    # in a batch, only the row that needs the slow path takes it; the other keeps its exact value
+    ordinary = logits(4, seed=24)
+    both = R.stage_nll(torch.stack([s, ordinary]), torch.stack([r, r]))
+    torch.testing.assert_close(both[0], expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(both[1], R.stage_nll(ordinary, r), rtol=0, atol=1e-12)
+    manual = torch.stack([torch.logsumexp(ordinary[r[k:]], 0) - ordinary[r[k]] for k in range(4)])
+    torch.testing.assert_close(both[1], manual, rtol=0, atol=1e-12)
 
 
 def test_teacher_ranking_puts_the_label_first_then_sorts():
@@ -145,6 +152,53 @@ def test_weight_spreads_down_the_teachers_list_as_temperature_grows():
     taus = torch.logspace(-1.5, 2, 40).tolist()
     top_k = torch.stack([R.rank_weights(t, r, tau).cumsum(-1) for tau in taus])   # (taus, 50, 10)
     assert (top_k.diff(dim=0) <= 1e-12).all()   # every top-k mass falls with tau
+    # ... and really moves: from nearly all on place 1 to about 1/C there, so a tau that is ignored cannot pass
+    assert top_k[0, :, 0].mean() > 0.9 and (top_k[-1, :, 0] < 0.2).all()
+
+
+def test_top_k_mass_derivative_is_the_softmax_weighted_mean_logit_gap():
+    # d M_k / d(1/tau) = M_k (E_{p | top k}[t] - E_p[t]), with softmax-weighted means (not the plain mean of the top k)
+    t = logits(8, 6, seed=21)
+    r = R.teacher_ranking(t)
+    beta, h = 0.8, 1e-6
+    mass = lambda b: R.rank_weights(t, r, 1 / b).cumsum(-1)
+    numeric = (mass(beta + h) - mass(beta - h)) / (2 * h)
+    p = torch.softmax(beta * t, -1).gather(-1, r)               # by place
+    ordered = t.gather(-1, r)
+    m_k = p.cumsum(-1)
+    top_mean = (p * ordered).cumsum(-1) / m_k
+    closed = m_k * (top_mean - (p * ordered).sum(-1, keepdim=True))
+    torch.testing.assert_close(numeric, closed, rtol=0, atol=1e-7)
+    plain = m_k * (ordered.cumsum(-1) / torch.arange(1, 7) - (p * ordered).sum(-1, keepdim=True))
+    assert (plain - numeric).abs().max() > 1e-2                  # the plain mean would be wrong
+
+
+def test_pld_hessian_is_the_weighted_sum_of_stage_covariances():
+    # H = sum_k alpha_k (diag q_k - q_k q_k^T), q_k the softmax of stage k over the classes still unplaced
+    for seed in range(5):
+        t, s0 = logits(6, seed=300 + seed), logits(6, seed=400 + seed)
+        y = torch.tensor(seed % 6)
+        h = torch.autograd.functional.hessian(lambda s: R.pld_loss(t, s, y, 1.3), s0)
+        r = R.teacher_ranking(t, y)
+        a = R.rank_weights(t, r, 1.3)
+        closed = torch.zeros(6, 6)
+        for k in range(6):
+            q = torch.zeros(6)
+            q[r[k:]] = torch.softmax(s0[r[k:]], 0)
+            closed += a[k] * (torch.diag(q) - torch.outer(q, q))
+        torch.testing.assert_close(h, closed, rtol=0, atol=1e-12)
+        assert torch.linalg.eigvalsh(h)[-1] > 1e-3              # not the zero matrix (which is PSD too)
+
+
+def test_pld_gradient_with_weight_only_on_the_first_place_is_the_cross_entropy_gradient():
+    # alpha = e1 puts log(0) = -inf into the log-space accumulation: the gradient must still be softmax - onehot
+    s = logits(7, 5, seed=22)
+    y = torch.arange(7) % 5
+    r = R.teacher_ranking(logits(7, 5, seed=23), y)
+    e1 = torch.zeros(7, 5)
+    e1[:, 0] = 1.0
+    g = R.pld_gradient(s, r, e1)
+    torch.testing.assert_close(g, torch.softmax(s, -1) - F.one_hot(y, 5).double(), rtol=0, atol=1e-12)
 
 
 def test_uniform_weights_give_listmle_over_c():
