@@ -41,7 +41,8 @@ class Adam:
     maximize : bool
         Ascend instead of descend.
 
-    A parameter whose ``.grad`` is None is left alone, as torch does.
+    A parameter whose ``.grad`` is None is left alone, as torch does, and its step count (which the
+    bias corrections use) does not advance: like torch, each parameter counts its own steps.
 
     >>> x = torch.tensor([1.0, -2.0], requires_grad=True); opt = Adam([x], lr=0.1)
     >>> for _ in range(100):
@@ -63,7 +64,8 @@ class Adam:
         self.eps = check_positive("eps", eps)
         self.weight_decay = check_real("weight_decay", weight_decay, low=0.0)
         self.maximize = bool(maximize)
-        self.t = 0
+        self.t = 0                                    # calls of step()
+        self.steps = [0] * len(self.params)           # updates of each parameter (torch's per-parameter 'step')
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
 
@@ -77,11 +79,12 @@ class Adam:
         """One update from the parameters' ``.grad``."""
         self.t += 1
         b1, b2 = self.betas
-        step_size = self.lr / (1 - b1 ** self.t)
-        c2_sqrt = (1 - b2 ** self.t) ** 0.5
-        for p, m, v in zip(self.params, self.m, self.v):
+        for i, (p, m, v) in enumerate(zip(self.params, self.m, self.v)):
             if p.grad is None:
                 continue
+            self.steps[i] += 1
+            step_size = self.lr / (1 - b1 ** self.steps[i])
+            c2_sqrt = (1 - b2 ** self.steps[i]) ** 0.5
             g = -p.grad if self.maximize else p.grad
             if self.weight_decay:
                 g = g.add(p, alpha=self.weight_decay)

@@ -42,6 +42,26 @@ def test_a_parameter_without_gradient_is_left_alone_and_lr_can_change():
     assert torch.equal(a, before)
 
 
+def test_a_parameter_that_starts_late_counts_its_own_steps_as_torch_does():
+    # torch keeps one step count per parameter for the bias corrections; a parameter without a gradient for the first
+    # steps starts its count when it first gets one. A single global count would give different iterates here.
+    def run(cls):
+        a = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+        b = torch.tensor([0.5, -1.0, 3.0], dtype=torch.float64, requires_grad=True)
+        opt = cls([a, b], lr=0.1)
+        for t in range(8):
+            opt.zero_grad()
+            loss = (a ** 2).sum() + (((b - 1) ** 2).sum() + a[0] * b[1]) * (t >= 3)
+            loss.backward()
+            if t < 3:
+                b.grad = None
+            opt.step()
+        return a.detach(), b.detach()
+
+    (a1, b1), (a2, b2) = run(Adam), run(torch.optim.Adam)
+    assert torch.equal(a1, a2) and torch.equal(b1, b2), (a1, a2, b1, b2)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"lr": 0.0}, "lr must be > 0; got 0.0"),
     ({"betas": (0.9, 1.0)}, "betas must be < 1; got 1.0"),
