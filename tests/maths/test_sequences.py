@@ -191,6 +191,17 @@ def test_marginals_of_an_iid_model_are_its_token_distribution():
     assert torch.allclose(m, u.expand(4, 3), atol=1e-14)
 
 
+def test_marginals_of_a_markov_chain_follow_its_transition_matrix():
+    # An i.i.d. model has the same marginal at every position, so it cannot tell positions apart; a Markov chain's
+    # marginal at position t is init @ trans^t, a different distribution at each position.
+    seqs, li, lt = _toy(3, 4, seed=2)
+    m = S.marginals(seqs, S.markov_log_prob(seqs, li, lt), 3)
+    init, trans = li.exp(), lt.exp()
+    expected = torch.stack([init @ torch.linalg.matrix_power(trans, t) for t in range(4)])
+    assert torch.allclose(m, expected, atol=1e-14, rtol=0)
+    assert (m[0] - m[-1]).abs().max().item() > 1e-3          # the positions do differ here
+
+
 def test_unigram_projection_is_the_forward_kl_minimiser():
     seqs, li, lt = _toy(3, 4, seed=7)
     logp = S.markov_log_prob(seqs, li, lt)
