@@ -89,3 +89,22 @@ def test_sft_fits_the_empirical_distribution_on_a_copy():
     assert all(torch.equal(p, q) for p, q in zip(before, net.parameters()))   # the original is untouched
     with pytest.raises(ValueError, match="features and actions must have shapes"):
         soups.sft(net, x, y[:3])
+
+
+def test_default_weights_are_uniform():
+    # Three distinct ingredients: the default soup and the default geometric mixture are the uniform ones, not any
+    # other weighting (a soup of identical models, or a normalisation check, would not notice).
+    g = torch.Generator().manual_seed(2)
+    logps = [torch.log_softmax(2 * torch.randn(4, 5, generator=g), -1) for _ in range(3)]
+    logg, logz = soups.geometric_mixture(logps)
+    uniform, uniform_z = soups.geometric_mixture(logps, [1 / 3] * 3)
+    torch.testing.assert_close(logg, uniform, atol=1e-14, rtol=0)
+    torch.testing.assert_close(logz, uniform_z, atol=1e-14, rtol=0)
+    mixed = sum(logps) / 3
+    torch.testing.assert_close(logg, mixed - torch.logsumexp(mixed, -1, keepdim=True), atol=1e-14, rtol=0)
+    nets = [MLP(3, 4, 8, seed=s, parametrization="standard") for s in range(3)]
+    x = torch.randn(5, 3, generator=g)
+    torch.testing.assert_close(soups.soup_model(nets)(x), soups.soup_model(nets, [1 / 3] * 3)(x), atol=1e-12, rtol=0)
+    state = soups.weight_soup([n.state_dict() for n in nets])
+    for name, value in state.items():
+        torch.testing.assert_close(value, sum(n.state_dict()[name] for n in nets) / 3, atol=1e-14, rtol=0)
