@@ -127,14 +127,15 @@ def _progress(stdout: str) -> int:
 
 
 def test_a_bad_value_fails_its_row_only(tmp_path):
-    res = kllab("sweep", "P37", "--grid", "BETA=-1.0,0.5", "-p", "FAST=True", "--out", str(tmp_path / "bad"))
+    # SEED has no catalog range, so its bad value passes the sweep's own checks and stops in the setup cell
+    res = kllab("sweep", "P37", "--grid", "SEED=-1,0", "-p", "FAST=True", "--out", str(tmp_path / "bad"))
     assert res.returncode == 1, res.stderr  # the exit status is the number of failed points
-    rows = {r["BETA"]: r for r in _csv(tmp_path / "bad")}
-    assert rows["0.5"]["status"] == "ok" and rows["0.5"]["pi_correct"]
-    bad = rows["-1.0"]
+    rows = {r["SEED"]: r for r in _csv(tmp_path / "bad")}
+    assert rows["0"]["status"] == "ok" and rows["0"]["pi_correct"]
+    bad = rows["-1"]
     assert bad["status"] == "failed" and bad["pi_correct"] == ""
-    assert bad["error"].startswith("cell ") and "ValueError: BETA must be > 0; got -1.0" in bad["error"]
-    assert "BETA=-1.0 failed" in res.stdout and "1 of 2 point(s) failed" in res.stderr
+    assert bad["error"].startswith("cell ") and "ValueError: SEED must be" in bad["error"] and "got -1" in bad["error"]
+    assert "SEED=-1 failed" in res.stdout and "1 of 2 point(s) failed" in res.stderr
     assert (tmp_path / "bad" / bad["notebook"]).exists()  # the failed notebook is kept, with its traceback
 
 
@@ -212,7 +213,7 @@ def test_kept_kernel_is_reset_between_points(tmp_path):
 def test_interrupt_keeps_finished_rows(tmp_path):
     out = tmp_path / "int"
     p = subprocess.Popen([sys.executable, "-m", "kllab", "sweep", "P37", "--grid",
-                          "BETA=0.05,0.1,0.2,0.5,1.0,2.0,3.0,4.0", "-p", "FAST=True", "--out", str(out),
+                          "BETA=0.05,0.1,0.2,0.5,1.0,1.5,2.0,3.0", "-p", "FAST=True", "--out", str(out),
                           "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

@@ -18,8 +18,8 @@ GROUPS = [
     "tests/notebooks/test_committed_form.py::test_contract_shape",
     "tests/notebooks/test_committed_form.py::test_no_scaffold_left_and_every_exercise_has_a_worked_solution",
     "tests/harness/test_catalog.py::test_catalog_knobs_match_the_notebook",
-    "tests/notebooks/test_ranges.py::test_every_knob_parameter_has_one_range_that_holds_its_default",
-    "tests/notebooks/test_ranges.py::test_runs_to_its_check_at_the_end_of_the_range",
+    "tests/notebooks/test_range_ends.py::test_every_knob_parameter_has_one_range_that_holds_its_default",
+    "tests/notebooks/test_range_ends.py::test_runs_to_its_check_at_the_end_of_the_range",
 ]
 
 
