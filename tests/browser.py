@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from kllab.harness.dashboard import free_port, voila_command, voila_env, wait_for_port
+from kllab.harness.dashboard import start_voila
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
@@ -57,12 +58,9 @@ def chromium_path() -> str:
 def voila_server(notebook: str | None = None, preheat: bool = False, root: Path | None = None, extra=()):
     """Voila on a free loopback port, with kllab's configuration; yields its base URL and process."""
     BUILD.mkdir(exist_ok=True)
-    port = free_port()
-    log = open(BUILD / f"voila-{port}.log", "w")
-    proc = subprocess.Popen([*voila_command(port, notebook, preheat=preheat, root=root), *extra], stdout=log,
-                            stderr=subprocess.STDOUT, env=voila_env())
+    log = tempfile.NamedTemporaryFile("w", prefix="voila-", suffix=".log", dir=BUILD, delete=False)
+    proc, port = start_voila(None, notebook, preheat=preheat, root=root, stdout=log, extra=extra, timeout=90)
     try:
-        wait_for_port(port, proc, timeout=90)
         yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()

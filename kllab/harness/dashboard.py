@@ -47,7 +47,8 @@ def voila_command(port: int, notebook: str | None = None, *, preheat: bool = Fal
     """
     root = catalog.NOTEBOOK_DIR if root is None else Path(root)
     target = [str(root / notebook)] if notebook else [str(root)]
-    cmd = [sys.executable, "-m", "voila", *target, f"--port={port}", "--no-browser",
+    # port_retries=0: on a taken port Voila exits instead of moving to another one the caller does not know
+    cmd = [sys.executable, "-m", "voila", *target, f"--port={port}", "--Voila.port_retries=0", "--no-browser",
            "--Voila.config_file_paths", str(CONFIG_DIR), f"--Voila.root_dir={root}"]
     if preheat:
         cmd += ["--preheat_kernel=True", "--pool_size=1", "--progressive_rendering=False"]
@@ -77,17 +78,52 @@ def _resolve(key: str | None) -> str | None:
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Block until something listens on ``port``; raise if ``proc`` exits first or time runs out."""
+    """Block until Voila answers HTTP on ``port``; raise if ``proc`` exits first or time runs out.
+
+    Something else may hold the port (a kernel's ZeroMQ socket took it between :func:`free_port` and
+    Voila's start): it does not speak HTTP, Voila exits (``port_retries=0``), and this raises.
+    """
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"Voila exited with status {proc.returncode} before serving")
+            raise PortTaken(f"Voila exited with status {proc.returncode} before serving on port {port}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+                if s.recv(5) == b"HTTP/":
+                    return
         except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"Voila did not listen on port {port} within {timeout:.0f} s")
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"Voila did not answer on port {port} within {timeout:.0f} s")
+
+
+class PortTaken(RuntimeError):
+    """Voila stopped before serving, most often because its port was taken."""
+
+
+def start_voila(port: int | None = None, notebook: str | None = None, *, preheat: bool = False,
+                root: Path | None = None, stdout=None, extra=(), timeout: float = 60.0
+                ) -> tuple[subprocess.Popen, int]:
+    """Start Voila and wait until it serves; returns the process and its port.
+
+    Without ``port`` a free one is picked, and picked again (up to five times) if another process
+    takes it before Voila binds it.
+    """
+    for attempt in range(1 if port else 5):
+        p = port or free_port()
+        proc = subprocess.Popen([*voila_command(p, notebook, preheat=preheat, root=root), *extra], env=voila_env(),
+                                stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
+        try:
+            wait_for_port(p, proc, timeout=timeout)
+            return proc, p
+        except PortTaken:
+            if port or attempt == 4:
+                raise
+        except BaseException:
+            proc.kill()
+            raise
+    raise AssertionError("unreachable")
 
 
 def serve(key: str | None = None, *, port: int | None = None, open_browser: bool = True,
@@ -98,13 +134,11 @@ def serve(key: str | None = None, *, port: int | None = None, open_browser: bool
         n = sum(1 for e in catalog.entries() if e.notebook)
         raise ValueError(f"--preheat needs one notebook: it keeps a kernel per notebook (about 0.5 GB each, "
                          f"{n} for the gallery); e.g. kllab dashboard P37 --preheat")
-    port = port or free_port()
     # A SIGTERM (a service manager, a test) must stop Voila too: turn it into SystemExit so that
     # the finally clause below runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    proc = subprocess.Popen(voila_command(port, notebook, preheat=preheat), env=voila_env())
+    proc, port = start_voila(port, notebook, preheat=preheat)
     try:
-        wait_for_port(port, proc)
         base = f"http://127.0.0.1:{port}/"
         if notebook:  # Voila serves a single notebook at its root
             url, more = base, "Ctrl-C stops"
