@@ -215,7 +215,10 @@ def test_interrupt_keeps_finished_rows(tmp_path):
     # 64 points: far more than one worker finishes in the moment between the first row and the interrupt
     p = subprocess.Popen([sys.executable, "-m", "kllab", "sweep", "P37", "--grid",
                           "BETA=0.05,0.1,0.2,0.5,1.0,1.5,2.0,3.0", "--grid", "SEED=0,1,2,3,4,5,6,7", "-p", "FAST=True",
-                          "--out", str(out), "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "--out", str(out), "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         # as from a terminal: a test run started in the background (nohup, a CI runner) ignores
+                         # SIGINT, and a child inherits that, so Ctrl-C would never reach the sweep
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(r["status"] == "ok" for r in _rows_if_any(out)):
