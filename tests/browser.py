@@ -22,7 +22,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 # Page-side probes. A figure's fingerprint: its title and the first values of every trace.
-JS_FIGURES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => {
+JS_FIGURES = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .filter(d => !(d.layout && d.layout.meta === 'kllab-plotly-loader')).map(d => {
     // _fullData holds the decoded arrays (a figure's JSON may carry them base64-encoded).
     const arr = v => (v != null && (Array.isArray(v) || ArrayBuffer.isView(v)) ? Array.from(v) : []);
     return {
@@ -279,3 +280,34 @@ def exercise_dashboard(page, n_knobs: int, stress: bool = False, ends: bool = Tr
         assert wait_until(lambda: fingerprint(page) != final, 30), "the kernel stopped answering after 30 rapid changes"
         check_no_errors(page, "after 30 rapid changes")
     return timings
+
+
+JS_MARK = "() => { window.__klT0 = performance.now(); return window.__klT0; }"
+# The knob panel's figures (kllab.ui.figure_view.FigureView): what each shows, and when it was last drawn.
+JS_VIEWS = """() => Array.from(document.querySelectorAll('.kl-figure')).map(d => ({
+    knobs: d.dataset.knobs ? JSON.parse(d.dataset.knobs) : null, serial: +(d.dataset.serial || 0),
+    drawnAt: +(d.dataset.drawnAt || 0), drawMs: +(d.dataset.drawMs || 0), receivedAt: +(d.dataset.receivedAt || 0)}))"""
+
+
+def views(page) -> list[dict]:
+    return page.evaluate(JS_VIEWS)
+
+
+def timed_move(page, action, timeout: float = 60) -> dict:
+    """Do ``action`` (a knob move) and time it in the page: from just before the move to the end of the
+    last ``Plotly.react`` it caused, once the panel is idle. Returns milliseconds: ``total``, the kernel's
+    ``compute``, the browser's ``draw`` (the longest react of the move), and ``changed`` (figures redrawn)."""
+    before = panel(page)["updates"]
+    t0 = page.evaluate(JS_MARK)
+    action()
+    wait_for_update(page, before, timeout)
+    time.sleep(0.05)  # a react still in flight ends within a frame or two
+    vs = wait_until(lambda: (v := views(page)) and all(not x["drawnAt"] or x["drawnAt"] < t0 or x["knobs"] for x in v)
+                    and v, 5)
+    drawn = [v for v in vs if v["drawnAt"] > t0]
+    state = panel(page)
+    compute = float(page.evaluate("() => +document.querySelector('.kl-status').dataset.computeMs"))
+    return {"total": (max(v["drawnAt"] for v in drawn) - t0) if drawn else float("nan"), "compute": compute,
+            "received": (min(v["receivedAt"] for v in drawn) - t0) if drawn else float("nan"),
+            "draw": max((v["drawMs"] for v in drawn), default=float("nan")), "changed": len(drawn),
+            "error": state["text"] if state["errors"] else ""}

@@ -6,27 +6,34 @@ argument; moving a knob re-calls the function and redraws the figures. Headless 
 a panel: the numbers come from the plain function, so papermill, nbval and the panel agree by
 construction.
 
-Each figure sits in an ``ipywidgets.Output`` as plotly's MIME bundle, drawn by the plotly.js that
-JupyterLab's and Voila's plotly extension loads once per page. (A ``go.FigureWidget`` would update
-in place, but each one ships plotly's 5 MB widget bundle over the kernel's websocket and has the
-browser compile it again: seconds and tens of MB per figure, for every page opened.)
+Each figure is a :class:`~kllab.ui.figure_view.FigureView`: the kernel sends the figure's JSON and
+the page redraws it in place with ``Plotly.react``, using the plotly.js that JupyterLab's and
+Voila's plotly extension loads once per page. (A ``go.FigureWidget`` would also update in place,
+but each one ships plotly's 5 MB widget bundle over the kernel's websocket and has the browser
+compile it again: seconds and tens of MB per figure, for every page opened.) In a kernel the
+computations run in a worker thread, latest value first: see :class:`KnobPanel`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import html
 import math
 import re
 import sys
+import threading
+import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as W
 import plotly.graph_objects as go
 
+from .figure_view import FigureView, plotly_loader
 from .plots import mime_bundle
 
-__all__ = ["KnobPanel", "choice", "slider", "log_slider", "options_slider", "solution"]
+__all__ = ["KnobPanel", "Stale", "choice", "slider", "log_slider", "options_slider", "solution"]
 
 _STYLE = {"description_width": "initial"}
 
@@ -76,9 +83,78 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else repr(err)
 
 
-def _output(fig: go.Figure) -> tuple[dict]:
-    """An ``Output`` widget's outputs that show ``fig``: one display of plotly's MIME bundle."""
-    return ({"output_type": "display_data", "data": mime_bundle(fig), "metadata": {}},)
+def _figure_json(fig: go.Figure) -> dict:
+    return mime_bundle(fig)["application/vnd.plotly.v1+json"]
+
+
+class Stale(BaseException):
+    """Raised inside a knob computation whose knob values are no longer on the panel (a newer move
+    arrived). It derives from ``BaseException`` so that a notebook's ``except Exception`` lets it
+    through; the panel catches it and says nothing."""
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    return hasattr(get_ipython(), "kernel")
+
+
+def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in another thread at its next Python instruction (``None`` withdraws a pending one)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
+
+
+def _key(values: Mapping) -> tuple:
+    """A cache key for knob values: floats to 10 significant digits (the page's slider arithmetic and
+    Python's may differ in the last bits of the same position)."""
+    return tuple((k, float(f"{v:.10g}") if isinstance(v, float) else v) for k, v in values.items())
+
+
+def _grid_steps(pos: float, lo: float, hi: float, step: float) -> list[float]:
+    """The slider positions one key press from ``pos``, as the page's slider moves: one step either way,
+    snapped to the grid ``lo + k * step`` (a value between two grid points goes to the nearer one),
+    and clamped to the ends."""
+    k = (pos - lo) / step
+    out = []
+    for d in (1, -1):
+        x = lo + math.floor(k + d + 0.5) * step
+        x = min(max(x, lo), hi)
+        if not math.isclose(x, pos, rel_tol=1e-12, abs_tol=1e-12):
+            out.append(x)
+    return out
+
+
+def _neighbours(w: W.ValueWidget) -> list:
+    """The values one key press away from a control's value: a slider's step either way, another option."""
+    v = w.value
+    if isinstance(w, (W.ToggleButtons, W.Dropdown, W.RadioButtons)):
+        return [o for o in (x[1] if isinstance(x, tuple) else x for x in w.options) if o != v]
+    if isinstance(w, W.SelectionSlider):
+        opts = [x[1] if isinstance(x, tuple) else x for x in w.options]
+        i = opts.index(v)
+        return [opts[j] for j in (i + 1, i - 1) if 0 <= j < len(opts)]
+    if isinstance(w, W.FloatLogSlider):
+        return [w.base ** x for x in _grid_steps(math.log(v, w.base), w.min, w.max, w.step)]
+    if isinstance(w, W.IntSlider):
+        return [int(round(x)) for x in _grid_steps(v, w.min, w.max, w.step)]
+    if isinstance(w, W.FloatSlider):
+        return _grid_steps(v, w.min, w.max, w.step)
+    return []
+
+
+PREFETCH_DELAY = 0.3
+"""Seconds a prefetch waits after the figures were sent: the page draws them first (on one machine,
+the browser and the kernel share its cores)."""
+
+
+class _Job:
+    """One computation: the knob values, the move count it belongs to, and whether its result is drawn."""
+
+    def __init__(self, values: dict, gen: int, current: bool):
+        self.values, self.key, self.gen, self.current = values, _key(values), gen, current
+        self.thread: threading.Thread | None = None
 
 
 class KnobPanel:
@@ -88,20 +164,43 @@ class KnobPanel:
     ----------
     compute : callable
         Called as ``compute(**values)`` with one keyword per knob; returns a
-        ``go.Figure`` or a sequence of them (always the same number).
+        ``go.Figure`` or a sequence of them (always the same number). It must be pure: the
+        panel keeps the figures of recent values and reuses them.
     knobs : mapping of argument name to widget
         Build them with :func:`choice`, :func:`slider`, :func:`log_slider`,
         :func:`options_slider`. Their initial values give the first view, which therefore
         equals the headless run when the notebook passes its parameters.
     title : str, optional
         A line of text above the knobs.
+    background : bool, optional
+        Compute in a worker thread (the default in a Jupyter kernel) or in the caller's
+        thread (the default elsewhere, e.g. in a plain IPython shell or a script).
+    prefetch : bool
+        With ``background``: once the figures show the current values, compute the values one
+        key press away (each slider one step either way, each other option) while the reader
+        looks, so that the next move redraws at once. Any move stops it.
+    cache_size : int
+        How many sets of knob values keep their figures (most recent first).
 
     Attributes
     ----------
     figures : list of go.Figure
         The figures on show (replaced at each redraw).
+    shown : dict
+        The knob values the figures on show were computed at.
+    views : list of FigureView
+        The widgets that draw :attr:`figures` in the page.
     widget : ipywidgets.VBox
         What the notebook displays (the panel itself displays as this).
+
+    **Latest value wins.** In a kernel, a knob move does not compute in the kernel's main thread,
+    which therefore stays free to receive the next moves: a worker thread computes the newest
+    values of all knobs. A move that arrives while it computes cancels that computation (a
+    :class:`Stale` exception raised between two of its Python instructions, so between training
+    steps at the latest) and the worker starts again from the newest values; intermediate values
+    are never computed, and a result whose values are no longer on the panel is never drawn. Each
+    computation runs in a fresh thread, one at a time, so that a cancelled one cannot leave
+    thread-local state (torch's grad mode, say) to the next.
 
     A ``ValueError`` from ``compute`` (say, a knob at an edge where the toy is undefined)
     is shown as a one-line notice under the knobs, any other exception as a one-line error;
@@ -109,71 +208,229 @@ class KnobPanel:
     """
 
     def __init__(self, compute: Callable[..., go.Figure | Sequence[go.Figure]],
-                 knobs: Mapping[str, W.ValueWidget], *, title: str | None = None):
+                 knobs: Mapping[str, W.ValueWidget], *, title: str | None = None, background: bool | None = None,
+                 prefetch: bool = True, cache_size: int = 48):
         if not knobs:
             raise ValueError("knobs must name at least one widget; got none")
+        if background is not None and not isinstance(background, bool):
+            raise TypeError(f"background must be True, False or None; got {background!r}")
+        if not isinstance(prefetch, bool):
+            raise TypeError(f"prefetch must be True or False; got {prefetch!r}")
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
+            raise ValueError(f"cache_size must be an integer >= 1; got {cache_size!r}")
         self.compute = compute
         self.knobs = dict(knobs)
-        self.figures = self._call()
-        self.outputs = [W.Output(outputs=_output(f)) for f in self.figures]
-        self.updates = self.errors = 0
+        self.background = _in_kernel() if background is None else background
+        self.prefetch, self.cache_size = prefetch and self.background, cache_size
+        self.shown = self.values()
+        self.figures = self._call(self.shown)
+        self.views = [FigureView(_figure_json(f), self.shown) for f in self.figures]
+        self.updates = self.errors = self.cancelled = self.computed = self.hits = 0
+        self.compute_s = 0.0              # the last finished computation's seconds
         self.status = W.HTML()
+        self._inner, self._busy = "", False
+        self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
+        self._wanted = self._done = 0     # knob moves seen, and the move whose values the figures show
+        self._job: _Job | None = None     # the computation in flight
+        self._computing = False           # its thread is inside compute (a cancel may be sent)
+        self._cancel_sent = False
+        self._cache: OrderedDict = OrderedDict()
+        self._queue: list[dict] = []      # values to prefetch
+        self._remember(self.shown, self.figures)
         self._status("")
         for w in self.knobs.values():
             w.observe(self._on_change, names="value")
         head = [W.HTML(f"<b>{html.escape(title)}</b>")] if title else []
         controls = W.HBox(list(self.knobs.values()), layout=W.Layout(flex_flow="row wrap", gap="4px 16px"))
-        self.widget = W.VBox(head + [controls, self.status] + self.outputs)
+        self.widget = W.VBox(head + [controls, self.status, *self.views, plotly_loader()])
+        if self.prefetch:
+            with self._lock:
+                self._queue = self._around(self.shown)
+                self._next()
 
     def values(self) -> dict:
         """The knobs' current values, by argument name."""
         return {name: w.value for name, w in self.knobs.items()}
 
-    def _call(self) -> list[go.Figure]:
-        out = self.compute(**self.values())
+    def _call(self, values: dict) -> list[go.Figure]:
+        out = self.compute(**values)
         return [out] if isinstance(out, go.Figure) else list(out)
 
+    # -- the worker ---------------------------------------------------------------------------------------
+
+    def _remember(self, values: dict, figs: list) -> None:
+        if not self.background:
+            return
+        self._cache[_key(values)] = (dict(values), figs, [_figure_json(f) for f in figs])
+        self._cache.move_to_end(_key(values))
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def _around(self, values: dict) -> list[dict]:
+        out = []
+        for name, w in self.knobs.items():
+            for v in _neighbours(w) if w.value == values[name] else []:
+                out.append({**values, name: v})
+        return out
+
     def _on_change(self, _change=None) -> None:
-        self.update()
+        if not self.background:
+            self.update()
+            return
+        with self._lock:
+            self._wanted += 1
+            self._status("<i>computing…</i>", busy=True)
+            job = self._job
+            if job is None:
+                self._next()
+            elif job.key == _key(self.values()):  # already computing these values: draw them when done
+                job.current, job.gen = True, self._wanted
+            elif self._computing and not self._cancel_sent:
+                self._cancel_sent = True
+                _raise_in(job.thread.ident, Stale)
+
+    def _next(self) -> None:
+        """With no computation in flight (and the lock held): draw the current values from the cache, or
+        start computing them; once they are drawn, prefetch; else go idle."""
+        if self._done != self._wanted:
+            values = self.values()
+            hit = self._cache.get(_key(values))
+            if hit is None:
+                self._start(_Job(values, self._wanted, current=True))
+                return
+            self.hits += 1
+            self._cache.move_to_end(_key(values))
+            self._publish(hit[1], None, hit[0], hit[2])
+        while self.prefetch and self._queue:
+            values = self._queue.pop(0)
+            if _key(values) not in self._cache:
+                self._start(_Job(values, self._wanted, current=False))
+                return
+        if "data-idle='0'" in self.status.value:
+            self._status()
+        self._idle.notify_all()
+
+    def _start(self, job: _Job) -> None:
+        self._job = job
+        if "data-idle='1'" in self.status.value:
+            self._status()
+        job.thread = threading.Thread(target=self._work, args=(job,), name="kllab-knob-panel", daemon=True)
+        job.thread.start()
+
+    def _work(self, job: _Job) -> None:
+        """Compute one job in this (fresh) thread, then hand over to the next."""
+        me = threading.current_thread()
+        figs = err = None
+        stale = False
+        try:
+            if not job.current:  # let the page draw the figures just sent before computing ahead
+                for _ in range(10):
+                    if job.gen != self._wanted:
+                        break
+                    time.sleep(PREFETCH_DELAY / 10)
+            with self._lock:
+                stale = job.gen != self._wanted
+                self._computing, self._cancel_sent = not stale, False
+            if not stale:
+                t0 = time.perf_counter()
+                try:
+                    figs = self._call(job.values)
+                    dt = time.perf_counter() - t0
+                except Stale:
+                    raise
+                except BaseException as e:  # shown below if still wanted
+                    err = e
+                with self._lock:
+                    self._computing = False
+                    if self._cancel_sent:
+                        _raise_in(me.ident, None)  # withdraw a cancel that came after compute returned
+        except Stale:
+            with self._lock:
+                self._computing, stale, figs = False, True, None
+        with self._lock:
+            self._job = None
+            if figs is not None and err is None:
+                self.computed += 1
+                self.compute_s = dt
+                self._remember(job.values, figs)
+            if stale or job.gen != self._wanted:
+                if job.current:
+                    self.cancelled += 1
+            elif job.current:
+                self._publish(figs, err, job.values)
+            self._next()
+
+    # -- drawing ------------------------------------------------------------------------------------------
 
     def update(self) -> None:
-        """Re-call ``compute`` with the current knob values and redraw every figure.
+        """Re-call ``compute`` with the current knob values and redraw every figure (in this thread).
 
         While it runs the status line says "computing…". A ``ValueError`` (a knob value where the
         toy is undefined) becomes a one-line notice; any other exception a one-line error, with
         its traceback on the kernel's stderr (the server log under Voila). The figures keep their
         last good view either way. :attr:`updates` counts the finished updates and
         :attr:`errors` the failed ones; both are mirrored in the status line's HTML as
-        ``data-updates`` and ``data-errors`` for the browser tests.
+        ``data-updates`` and ``data-errors`` for the browser tests, with ``data-busy``.
         """
         self._status("<i>computing…</i>", busy=True)
+        values = self.values()
+        t0 = time.perf_counter()
         try:
-            figs = self._call()
-            if len(figs) != len(self.figures):
-                raise RuntimeError(f"compute returned {len(figs)} figures; the panel shows {len(self.figures)}")
-        except ValueError as err:
+            figs, err = self._call(values), None
+            self.compute_s = time.perf_counter() - t0
+        except Exception as e:
+            figs, err = None, e
+        self._publish(figs, err, values)
+
+    def _publish(self, figs, err, values, jsons=None) -> None:
+        self._done = self._wanted
+        if err is None and len(figs) != len(self.figures):
+            err = RuntimeError(f"compute returned {len(figs)} figures; the panel shows {len(self.figures)}")
+        if isinstance(err, ValueError):
             self._finish(f"<span class='kl-notice' style='color:#b00'>{html.escape(_one_line(err))}</span>")
             return
-        except Exception as err:  # a bug: say so in one line, keep the traceback for the log
+        if err is not None:  # a bug: say so in one line, keep the traceback for the log
             self.errors += 1
-            traceback.print_exc(file=sys.stderr)
+            traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
             self._finish(f"<span class='kl-error' style='color:#b00'><b>error:</b> "
                          f"{html.escape(type(err).__name__)}: {html.escape(_one_line(err))}</span>")
             return
-        for out, fig in zip(self.outputs, figs):
-            shown = _output(fig)
-            if shown != out.outputs:  # a figure this knob leaves alone is not drawn again
-                out.outputs = shown
-        self.figures = figs
+        jsons = jsons or [_figure_json(f) for f in figs]
+        for view, shown in zip(self.views, jsons):
+            if shown != view.figure:  # a figure this knob leaves alone is not sent again
+                view.show(shown, values)
+            elif view.knobs != values:
+                view.knobs = dict(values)
+        self.figures, self.shown = figs, dict(values)
+        self._queue = self._around(values)
         self._finish("")
 
-    def _status(self, inner: str, busy: bool = False) -> None:
+    def wait(self, timeout: float = 60.0, prefetched: bool = False) -> None:
+        """Block until the figures show the knobs' current values (at once without a worker thread);
+        with ``prefetched``, also until the values one key press away are computed."""
+        if not self.background:
+            return
+        with self._lock:
+            if not self._idle.wait_for(lambda: self._done == self._wanted and (
+                    not prefetched or self._job is None and not self._queue), timeout):
+                raise TimeoutError(f"the knob panel did not finish within {timeout} s (values {self.values()})")
+
+    def _status(self, inner: str | None = None, busy: bool | None = None) -> None:
+        """Redraw the status line; ``None`` keeps the text (or the busy flag) on show. ``data-idle`` says that
+        no computation runs, not even a prefetch (the benchmarks wait for it)."""
+        self._inner = self._inner if inner is None else inner
+        self._busy = self._busy if busy is None else busy
+        idle = int(self._job is None)
         self.status.value = (f"<div class='kl-status' data-updates='{self.updates}' data-errors='{self.errors}' "
-                             f"data-busy='{int(busy)}'>{inner}</div>")
+                             f"data-busy='{int(self._busy)}' data-idle='{idle}' "
+                             f"data-compute-ms='{1000 * self.compute_s:.1f}'>{self._inner}</div>")
 
     def _finish(self, inner: str) -> None:
-        self.updates += 1
-        self._status(inner)
+        with self._lock:
+            self.updates += 1
+            self._status(inner, busy=False)
+            self._idle.notify_all()
 
     @property
     def message(self) -> str:
@@ -181,11 +438,13 @@ class KnobPanel:
         return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
 
     def set(self, **values) -> None:
-        """Set knobs by name (as a reader would), which redraws the figures."""
-        for name, v in values.items():
+        """Set knobs by name (as a reader would) and wait until the figures are redrawn."""
+        for name in values:
             if name not in self.knobs:
                 raise ValueError(f"knob must be one of {list(self.knobs)}; got {name!r}")
+        for name, v in values.items():
             self.knobs[name].value = v
+        self.wait()
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -63,9 +63,9 @@ def edges(w):
 
 
 def snapshot(panel):
-    """What the page draws: the traces of the plotly MIME bundle in each of the panel's Output widgets."""
-    return [json.dumps(o.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"], sort_keys=True, default=str)
-            for o in panel.outputs]
+    """What the page draws: the traces in each of the panel's FigureViews (which say the knobs they show)."""
+    assert all(v.knobs == panel.shown for v in panel.views)
+    return [json.dumps(v.figure["data"], sort_keys=True, default=str) for v in panel.views]
 
 
 @notebook_params

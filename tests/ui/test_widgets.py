@@ -1,11 +1,15 @@
-"""The knob panel itself (the notebooks' panels are driven in tests/notebooks/test_panels.py)."""
+"""The knob panel itself (the notebooks' panels are driven in tests/notebooks/test_panels.py, and in the
+browser by tests/notebooks/test_dashboards.py)."""
+
+import threading
+import time
 
 import pytest
 
 from kllab.ui.widgets import KnobPanel, choice, log_slider, options_slider, slider, solution
 
 
-def _demo_panel():
+def _demo_panel(background=False):
     import plotly.graph_objects as go
 
     def compute(direction, t, width, k):
@@ -21,18 +25,21 @@ def _demo_panel():
     return KnobPanel(compute, {"direction": choice(["forward", "reverse"], "forward", "direction"),
                                "t": slider(0.0, 10.0, 1.0, description="t"),
                                "width": log_slider(0.1, 10.0, 1.0, "width"),
-                               "k": options_slider([1, 2, 4], 1, "k")}, title="demo")
+                               "k": options_slider([1, 2, 4], 1, "k")}, title="demo",
+                     background=background)
 
 
 def _shown(panel, i=0) -> dict:
-    """The figure the page draws: the plotly MIME bundle in the panel's i-th Output widget."""
-    (out,) = panel.outputs[i].outputs
-    assert out["output_type"] == "display_data"
-    return out["data"]["application/vnd.plotly.v1+json"]
+    """The figure the page draws: the JSON in the panel's i-th FigureView, which must say the knobs it shows."""
+    view = panel.views[i]
+    assert view.knobs == panel.shown
+    assert panel.message or panel.shown == panel.values()  # after a notice, the last good view stays
+    return view.figure
 
 
-def test_panel_redraws_what_compute_returns_and_reports_value_errors():
-    panel = _demo_panel()
+@pytest.mark.parametrize("background", [False, True], ids=["in-thread", "worker"])
+def test_panel_redraws_what_compute_returns_and_reports_value_errors(background):
+    panel = _demo_panel(background)
     assert _shown(panel)["layout"]["title"]["text"] == "forward 1.0"
     panel.set(t=2.0)
     shown = _shown(panel)
@@ -52,15 +59,29 @@ def test_panel_redraws_what_compute_returns_and_reports_value_errors():
 
 
 def test_the_panel_sends_no_plotly_widget_bundle():
-    """Figures travel as plotly's MIME bundle in Output widgets, not as FigureWidgets (5 MB each)."""
-    import ipywidgets as W
+    """Figures travel as their JSON in small FigureViews (plotly.js comes from the page's extension),
+    not as FigureWidgets (5 MB each)."""
+    from kllab.ui.figure_view import FigureView
 
     panel = _demo_panel()
-    assert all(isinstance(o, W.Output) for o in panel.outputs)
+    assert all(isinstance(v, FigureView) for v in panel.views)
     assert all(type(w).__name__ != "FigureWidget" for w in panel.widget.children)
+    assert len(FigureView._esm) < 10_000 and "Plotly.react" in FigureView._esm
 
 
-def test_a_bug_in_compute_is_a_one_line_error_and_counted(capsys):
+def test_a_figure_view_sends_plotly_js_only_when_the_page_asks():
+    from kllab.ui.figure_view import FigureView
+
+    view, sent = FigureView({"data": [], "layout": {}}), []
+    view.send = lambda content, buffers=None: sent.append(content)
+    view._on_custom(view, {"type": "something else"}, [])
+    assert sent == []
+    view._on_custom(view, {"type": "need-plotly.js"}, [])
+    assert sent[0]["type"] == "plotly.js" and "Plotly" in sent[0]["source"] and len(sent[0]["source"]) > 1e6
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["in-thread", "worker"])
+def test_a_bug_in_compute_is_a_one_line_error_and_counted(capsys, background):
     import plotly.graph_objects as go
 
     def compute(k):
@@ -68,16 +89,126 @@ def test_a_bug_in_compute_is_a_one_line_error_and_counted(capsys):
             return {}["missing"]
         return go.Figure(go.Scatter(x=[0, 1], y=[k, k]), layout={"title": "k"})
 
-    panel = KnobPanel(compute, {"k": options_slider([1, 2, 3], 1, "k")})
+    panel = KnobPanel(compute, {"k": options_slider([1, 2, 3], 1, "k")}, background=background)
     panel.set(k=2)
     assert panel.errors == 1 and panel.message == "error: KeyError: 'missing'"
     assert "Traceback" in capsys.readouterr().err  # the traceback goes to stderr, not the page
-    assert list(panel.figures[0].data[0].y) == [1, 1] and _shown(panel)["data"][0]["y"] == [1, 1]
+    assert list(panel.figures[0].data[0].y) == [1, 1] and panel.views[0].figure["data"][0]["y"] == [1, 1]
     panel.set(k=3)
     assert panel.message == "" and panel.updates == 2 and panel.errors == 1
 
 
+def _slow_panel(log, steps=40, step_s=0.005, prefetch=False):
+    """A panel whose compute is a 'training loop' of ``steps`` Python-level steps; ``log`` records
+    (value, steps done) for every computation, finished or not."""
+    import plotly.graph_objects as go
+
+    def compute(w):
+        done = 0
+        try:
+            for _ in range(steps):
+                time.sleep(step_s)
+                done += 1
+            return go.Figure(go.Scatter(x=[0, 1], y=[w, w * w]), layout={"title": f"w={w}"})
+        finally:
+            log.append((w, done, threading.current_thread().name))
+
+    return KnobPanel(compute, {"w": slider(0, 100, 0, integer=True, description="w")}, background=True,
+                     prefetch=prefetch)
+
+
+def test_latest_value_wins_and_stale_work_is_cancelled():
+    log = []
+    panel = _slow_panel(log)
+    log.clear()
+    knob = panel.knobs["w"]
+    for v in range(1, 31):  # 30 moves, 20 ms apart: faster than one computation (40 steps, about 0.2 s)
+        knob.value = v
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    panel.wait(30)
+    settle = time.monotonic() - t0
+    assert panel.values() == panel.shown == {"w": 30}
+    assert panel.views[0].figure["data"][0]["y"] == [30, 900] and panel.views[0].knobs == {"w": 30}
+    finished = [w for w, done, _ in log if done == 40]
+    assert finished == [30], f"only the last value is computed to the end; finished: {finished}"
+    assert panel.cancelled == len(log) - 1 <= 29
+    assert all(done <= 6 for _, done, _ in log[:-1]), f"a stale computation stops between steps: {log[:-1]}"
+    assert settle < 2.0, f"the last move waited for a backlog: {settle:.2f} s"
+    assert panel.updates == 1 and panel.message == "" and "data-busy='0'" in panel.status.value
+    assert threading.main_thread().name not in {name for *_, name in log}, "the kernel's thread stays free"
+
+
+def test_a_stale_result_is_never_drawn():
+    log = []
+    panel = _slow_panel(log, steps=10, step_s=0.02)
+    serials = []
+    panel.views[0].observe(lambda ch: serials.append(panel.views[0].figure["layout"]["title"]["text"]),
+                           names="serial")
+    for v in (5, 6, 7):
+        panel.knobs["w"].value = v
+        time.sleep(0.03)
+    panel.wait(30)
+    assert serials == ["w=7"], f"drawn: {serials}"
+
+
+def test_the_values_one_key_press_away_are_ready_before_the_press():
+    import plotly.graph_objects as go
+
+    calls = []
+
+    def compute(mode, w, beta):
+        calls.append((mode, w, beta))
+        return go.Figure(go.Scatter(x=[0, 1], y=[w, beta]), layout={"title": mode})
+
+    panel = KnobPanel(compute, {"mode": choice(["a", "b", "c"], "a", "mode"),
+                                "w": slider(0, 10, 10, step=1, integer=True, description="w"),
+                                "beta": log_slider(0.01, 1.0, 0.1, "beta", ratio=10)}, background=True)
+    panel.wait(10, prefetched=True)
+    # the other two modes, w one step down (10 is the top), beta a factor 10 either way
+    assert sorted((m, w, round(b, 12)) for m, w, b in calls[1:]) == [("a", 9, 0.1), ("a", 10, 0.01), ("a", 10, 1.0),
+                                 ("b", 10, 0.1), ("c", 10, 0.1)]
+    panel.knobs["w"].value = 9  # a neighbour: drawn from the cache, no computation
+    panel.wait(10)
+    assert panel.hits == 1 and panel.views[0].figure["data"][0]["y"] == [9, 0.1]
+    assert panel.views[0].knobs == {"mode": "a", "w": 9, "beta": 0.1}
+    panel.wait(10, prefetched=True)
+    assert ("a", 8, 0.1) in calls and calls.count(("a", 9, 0.1)) == 1
+    panel.set(w=3)  # a jump: computed
+    assert panel.hits == 1 and calls.count(("a", 3, 0.1)) == 1 and panel.shown["w"] == 3
+
+
+def test_the_cache_keeps_cache_size_entries():
+    import plotly.graph_objects as go
+
+    panel = KnobPanel(lambda w: go.Figure(go.Scatter(y=[w])), {"w": slider(0, 100, 0, integer=True)},
+                      background=True, prefetch=False, cache_size=3)
+    for v in range(1, 10):
+        panel.set(w=v)
+    assert len(panel._cache) == 3 and panel.computed == 9
+
+
+def test_stale_passes_through_a_notebooks_except_exception():
+    from kllab.ui.widgets import Stale
+
+    assert not issubclass(Stale, Exception) and issubclass(Stale, BaseException)
+
+
+def test_wait_names_the_values_when_it_times_out():
+    panel = _slow_panel([], steps=50, step_s=0.02)
+    panel.knobs["w"].value = 3
+    with pytest.raises(TimeoutError, match=r"values \{'w': 3\}"):
+        panel.wait(0.05)
+    panel.wait(30)
+
+
 def test_panel_bad_input():
+    with pytest.raises(ValueError, match="cache_size must be an integer >= 1; got 0"):
+        KnobPanel(lambda k: None, {"k": options_slider([1, 2], 1, "k")}, cache_size=0)
+    with pytest.raises(TypeError, match="prefetch must be True or False; got 'no'"):
+        KnobPanel(lambda k: None, {"k": options_slider([1, 2], 1, "k")}, prefetch="no")
+    with pytest.raises(TypeError, match="background must be True, False or None"):
+        KnobPanel(lambda k: None, {"k": options_slider([1, 2], 1, "k")}, background="yes")
     with pytest.raises(ValueError, match="knob must be one of"):
         _demo_panel().set(nope=1)
     with pytest.raises(ValueError, match=r"beta must be in \[0.001, 1.0\]"):
