@@ -63,7 +63,7 @@ export default {
     const div = document.createElement("div");
     div.className = "kl-figure";
     el.appendChild(div);
-    let drawing = false, again = false, gone = false;
+    let drawing = false, again = false, gone = false, drawn = null;
     async function draw() {
       if (drawing) { again = true; return; }   // the latest figure is drawn when this one is done
       drawing = true;
@@ -76,7 +76,10 @@ export default {
           if (gone) return;
           const config = Object.assign({responsive: true, displaylogo: false}, fig.config || {});
           const t0 = performance.now();
-          await Plotly.react(div, fig.data || [], fig.layout || {}, config);
+          if (fig !== drawn) {  // the same figure at other knob values only changes data-knobs
+            await Plotly.react(div, fig.data || [], fig.layout || {}, config);
+            drawn = fig;
+          }
           const t1 = performance.now();
           div.dataset.knobs = JSON.stringify(knobs);
           div.dataset.serial = String(model.get("serial"));
@@ -122,9 +125,10 @@ class FigureView(anywidget.AnyWidget):
         self.on_msg(self._on_custom)
 
     def show(self, figure: dict, knobs: dict) -> None:
-        """Send a figure and the knob values it shows, in one message."""
+        """Send a figure and the knob values it shows, in one message (the figure only if it changed)."""
         with self.hold_sync():
-            self.figure = figure
+            if figure != self.figure:
+                self.figure = figure
             self.knobs = dict(knobs)
             self.serial += 1
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import html
+import json
 import math
 import re
 import sys
@@ -223,8 +224,8 @@ class KnobPanel:
         self.background = _in_kernel() if background is None else background
         self.prefetch, self.cache_size = prefetch and self.background, cache_size
         self.shown = self.values()
-        self.figures = self._call(self.shown)
-        self.views = [FigureView(_figure_json(f), self.shown) for f in self.figures]
+        self._figures = self._call(self.shown)
+        self.views = [FigureView(_figure_json(f), self.shown) for f in self._figures]
         self.updates = self.errors = self.cancelled = self.computed = self.hits = 0
         self.compute_s = 0.0              # the last finished computation's seconds
         self.status = W.HTML()
@@ -237,7 +238,7 @@ class KnobPanel:
         self._cancel_sent = False
         self._cache: OrderedDict = OrderedDict()
         self._queue: list[dict] = []      # values to prefetch
-        self._remember(self.shown, self.figures)
+        self._remember(self.shown, [v.figure for v in self.views])
         self._status("")
         for w in self.knobs.values():
             w.observe(self._on_change, names="value")
@@ -259,13 +260,23 @@ class KnobPanel:
 
     # -- the worker ---------------------------------------------------------------------------------------
 
-    def _remember(self, values: dict, figs: list) -> None:
+    def _remember(self, values: dict, jsons: list[dict]) -> None:
+        """Keep the figures of ``values`` as JSON text (tens of kB a figure; plotly's objects take ten times that)."""
         if not self.background:
             return
-        self._cache[_key(values)] = (dict(values), figs, [_figure_json(f) for f in figs])
-        self._cache.move_to_end(_key(values))
+        key = _key(values)
+        self._cache[key] = (dict(values), [json.dumps(j) for j in jsons])
+        self._cache.move_to_end(key)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
+
+    @property
+    def figures(self) -> list[go.Figure]:
+        """The figures on show, as plotly figures (computed again from :attr:`shown` if the panel drew them
+        from its cache)."""
+        if self._figures is None:
+            self._figures = self._call(self.shown)
+        return self._figures
 
     def _around(self, values: dict) -> list[dict]:
         out = []
@@ -301,7 +312,7 @@ class KnobPanel:
                 return
             self.hits += 1
             self._cache.move_to_end(_key(values))
-            self._publish(hit[1], None, hit[0], hit[2])
+            self._publish(None, None, hit[0], [json.loads(t) for t in hit[1]])
         while self.prefetch and self._queue:
             values = self._queue.pop(0)
             if _key(values) not in self._cache:
@@ -321,7 +332,7 @@ class KnobPanel:
     def _work(self, job: _Job) -> None:
         """Compute one job in this (fresh) thread, then hand over to the next."""
         me = threading.current_thread()
-        figs = err = None
+        figs = err = jsons = None
         stale = False
         try:
             if not job.current:  # let the page draw the figures just sent before computing ahead
@@ -353,12 +364,16 @@ class KnobPanel:
             if figs is not None and err is None:
                 self.computed += 1
                 self.compute_s = dt
-                self._remember(job.values, figs)
+                try:
+                    jsons = [_figure_json(f) for f in figs]
+                    self._remember(job.values, jsons)
+                except Exception as e:  # not a figure: shown as the computation's error
+                    err = e
             if stale or job.gen != self._wanted:
                 if job.current:
                     self.cancelled += 1
             elif job.current:
-                self._publish(figs, err, job.values)
+                self._publish(figs, err, job.values, jsons)
             self._next()
 
     # -- drawing ------------------------------------------------------------------------------------------
@@ -385,8 +400,8 @@ class KnobPanel:
 
     def _publish(self, figs, err, values, jsons=None) -> None:
         self._done = self._wanted
-        if err is None and len(figs) != len(self.figures):
-            err = RuntimeError(f"compute returned {len(figs)} figures; the panel shows {len(self.figures)}")
+        if err is None and figs is not None and len(figs) != len(self.views):
+            err = RuntimeError(f"compute returned {len(figs)} figures; the panel shows {len(self.views)}")
         if isinstance(err, ValueError):
             self._finish(f"<span class='kl-notice' style='color:#b00'>{html.escape(_one_line(err))}</span>")
             return
@@ -398,11 +413,9 @@ class KnobPanel:
             return
         jsons = jsons or [_figure_json(f) for f in figs]
         for view, shown in zip(self.views, jsons):
-            if shown != view.figure:  # a figure this knob leaves alone is not sent again
+            if shown != view.figure or view.knobs != values:  # a figure this knob leaves alone is not sent again
                 view.show(shown, values)
-            elif view.knobs != values:
-                view.knobs = dict(values)
-        self.figures, self.shown = figs, dict(values)
+        self._figures, self.shown = figs, dict(values)
         self._queue = self._around(values)
         self._finish("")
 

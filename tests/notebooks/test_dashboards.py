@@ -4,7 +4,9 @@ Each notebook's page is loaded once and everything is checked on it: no error ou
 no record lines; every plotly figure draws data and has a title; every knob of the panel redraws
 a figure (an exception in a knob callback shows as a one-line error in the page, which fails the
 test). Two representative notebooks also take every slider to both ends of its range (every notebook's
-knobs go to both ends in process, in test_panels.py) and 30 rapid knob changes. Closing a page shuts its kernel down. A screenshot of each page goes to build/screenshots/.
+knobs go to both ends in process, in test_panels.py). Three take a restless student's 50 random moves
+(the soak test). Closing a page shuts its kernel down, also while it computes. A screenshot of each
+page goes to build/screenshots/.
 
 The dashboards are served with ``FAST=True`` injected (papermill's ``prepare_only``: the same
 notebook with an injected-parameters cell, as ``kllab run --fast`` runs it), so that their pages
@@ -19,15 +21,17 @@ import urllib.request
 
 import nbformat
 import pytest
-from browser import (BUILD, browser, check_no_errors, close_page, errors, exercise_dashboard, figures, kernel_id,
-                     open_dashboard, screenshot, voila_server)
+from browser import (BUILD, KERNEL_PANEL_CHECK, JS_MARK, browser, check_no_errors, close_page, errors,
+                     exercise_dashboard, figures, kernel_connection, kernel_eval, kernel_id, open_dashboard, panel,
+                     panel_controls, random_moves, screenshot, settle_after, voila_server, wait_for_update, wait_until)
 from helpers import notebook_params
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from kllab.harness import catalog
 
 SHOTS = BUILD / "screenshots"
-STRESS = {"P37", "primer"}  # a closed-form panel and a training one
+STRESS = {"P37", "primer"}  # a closed-form panel and a training one: their sliders visit both ends in the browser
+SOAK = ["P37", "primer", "P14"]  # closed forms, a training panel, Sinkhorn
 
 
 @pytest.fixture(scope="session")
@@ -115,8 +119,73 @@ def test_dashboard(entry, fast_server, page):
     check_no_errors(page, "after loading")
     _assert_figures_drawn(page)
     screenshot(page, SHOTS / f"{entry.path.stem}.png")
-    timings = exercise_dashboard(page, len(entry.knobs), stress=entry.id in STRESS, ends=entry.id in STRESS)
+    timings = exercise_dashboard(page, len(entry.knobs), ends=entry.id in STRESS)
     print(f"{entry.id}: first figure {load:.2f} s; redraw {', '.join(f'{k} {v:.2f} s' for k, v in timings.items())}")
+
+
+KERNEL_MEMORY = "import json, psutil; print(json.dumps(psutil.Process().memory_info().rss / 2 ** 20))"
+
+
+@pytest.mark.parametrize("key", SOAK)
+def test_a_restless_student(key, fast_server, page):
+    """50 random knob moves at a student's pace, then one last move: the panel settles on the last values
+    (no backlog of the moves before it), every figure shows the values its controls show and equals what the
+    notebook's function gives at them, no error shows, and the kernel is alive and did not grow."""
+    import random
+
+    entry = catalog.find(key)
+    open_dashboard(page, f"{fast_server}/voila/render/{entry.notebook}")
+    client = kernel_connection(page)
+    try:
+        kernel_eval(client, "panel.wait(60, prefetched=True); print(1)")
+        before = kernel_eval(client, KERNEL_MEMORY)
+        moves = random_moves(page, 50, random.Random(f"soak-{key}"))
+        toggles, sliders = panel_controls(page)
+        t0 = page.evaluate(JS_MARK)
+        if sliders.count():  # the last move: one step of the first slider
+            handle = sliders.nth(0)
+            last = "ArrowLeft" if handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax") \
+                else "ArrowRight"
+            handle.focus()
+            handle.press(last)
+        else:
+            toggles.nth(0).locator("button:not(.mod-active)").first.click()
+        settle_ms = settle_after(page, t0, timeout=60)
+        check_no_errors(page, f"after 50 moves ({', '.join(moves[-5:])}, ...)")
+        state = kernel_eval(client, KERNEL_PANEL_CHECK)
+        assert state["shown"] == state["values"] and all(v == state["values"] for v in state["views"]), state
+        assert all(state["match"]), f"a figure differs from the notebook's function at the final values: {state}"
+        assert state["errors"] == 0, state
+        kernel_eval(client, "panel.wait(60, prefetched=True); print(1)")
+        after = kernel_eval(client, KERNEL_MEMORY)
+        # the kernel answers the next move
+        before_updates = panel(page)["updates"]
+        toggles, sliders = panel_controls(page)
+        (toggles.nth(0).locator("button:not(.mod-active)").first.click() if toggles.count()
+         else sliders.nth(0).press("Home"))
+        wait_for_update(page, before_updates, 60)
+        check_no_errors(page, "the move after the burst")
+        print(f"{key}: settled {settle_ms:.0f} ms after the last of 51 moves; {state['cancelled']} stale computations "
+              f"cancelled, {state['computed']} computed, {state['hits']} drawn from the cache; kernel "
+              f"{before:.0f} -> {after:.0f} MB, {state['threads']} threads")
+        assert after - before < 50, f"the kernel grew by {after - before:.0f} MB over the burst"
+        assert settle_ms < 20_000, f"the last move took {settle_ms / 1000:.1f} s to draw: a backlog"
+    finally:
+        client.stop_channels()
+
+
+def test_a_page_closed_while_a_computation_runs_leaves_no_kernel(fast_server, page):
+    open_dashboard(page, f"{fast_server}/voila/render/primer-three-knobs.ipynb")
+    kid = kernel_id(page)
+    toggles, sliders = panel_controls(page)
+    sliders.nth(0).focus()
+    sliders.nth(0).press("End")
+    assert wait_until(lambda: panel(page)["busy"], 5), "the move started no computation"
+    close_page(page)
+    deadline = time.monotonic() + 20
+    while _status(f"{fast_server}/api/kernels/{kid}") != 404 and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert _status(f"{fast_server}/api/kernels/{kid}") == 404, "the closed page's kernel is still running"
 
 
 def test_closing_a_page_shuts_its_kernel_down(fast_server, page):
@@ -156,6 +225,11 @@ def test_an_exception_in_a_knob_callback_fails_the_dashboard_check(tmp_path, chr
             with pytest.raises(AssertionError, match="a knob callback raised"):
                 exercise_dashboard(page, 1)
             assert errors(page)["panel_errors"] == ["error: KeyError: 'missing'"]  # one line, in the page
+            # the panel lives on: the next move redraws and clears the error
+            before = panel(page)["updates"]
+            page.locator(".widget-toggle-buttons button", has_text="a").first.click()
+            wait_for_update(page, before)
+            assert not errors(page)["panel_errors"] and figures(page)[0]["title"] == "mode a"
         finally:
             ctx.close()
 
