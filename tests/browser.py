@@ -49,6 +49,16 @@ JS_PANEL = """() => {
 }"""
 
 
+def warm_pool(proc) -> list[str]:
+    """The ids of the warm kernels waiting for a page (``kllab.harness.warm``), from the Voila server's log."""
+    import re
+
+    text = proc.log_path.read_text(errors="replace")
+    ready = re.findall(r"Warm kernel (\S+) ready", text)
+    taken = set(re.findall(r"Handing out warm kernel (\S+)", text))
+    return [k for k in ready if k not in taken]
+
+
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
@@ -62,6 +72,7 @@ def voila_server(notebook: str | None = None, preheat: bool = False, root: Path 
     BUILD.mkdir(exist_ok=True)
     log = tempfile.NamedTemporaryFile("w", prefix="voila-", suffix=".log", dir=BUILD, delete=False)
     proc, port = start_voila(None, notebook, preheat=preheat, root=root, stdout=log, extra=extra, timeout=90)
+    proc.log_path = Path(log.name)
     try:
         yield f"http://127.0.0.1:{port}", proc
     finally:

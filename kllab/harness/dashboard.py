@@ -4,7 +4,8 @@ Voila runs with the configuration in ``kllab/harness/voila.json``: code cells hi
 of the page (they go to the server log), cells shown as they finish (progressive rendering), only
 the ``notebooks/`` folder served, and the kernel of a page that is gone (no connection left) shut
 down after two idle minutes; a page closed normally shuts its kernel down at once (the ``kllab``
-template in :data:`DATA_DIR` makes that work).
+template in :data:`DATA_DIR` makes that work). Pages take their kernels from a pool of one kernel that
+has done its imports already (:mod:`kllab.harness.warm`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def voila_command(port: int, notebook: str | None = None, *, preheat: bool = Fal
     cmd = [sys.executable, "-m", "voila", *target, f"--port={port}", "--Voila.port_retries=0", "--no-browser",
            "--Voila.config_file_paths", str(CONFIG_DIR), f"--Voila.root_dir={root}"]
     if preheat:
-        cmd += ["--preheat_kernel=True", "--pool_size=1", "--progressive_rendering=False"]
+        # Voila's preheated kernel replaces the warm pool (which would hold one more kernel for nothing)
+        cmd += ["--preheat_kernel=True", "--pool_size=1", "--progressive_rendering=False",
+                "--WarmKernelManager.warm_pool_size=0"]
     return cmd
 
 

@@ -23,7 +23,8 @@ import nbformat
 import pytest
 from browser import (BUILD, KERNEL_PANEL_CHECK, JS_MARK, browser, check_no_errors, close_page, errors,
                      exercise_dashboard, figures, kernel_connection, kernel_eval, kernel_id, open_dashboard, panel,
-                     panel_controls, random_moves, screenshot, settle_after, voila_server, wait_for_update, wait_until)
+                     panel_controls, random_moves, screenshot, settle_after, voila_server, wait_for_update, wait_until,
+                     warm_pool)
 from helpers import notebook_params
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -254,5 +255,31 @@ def test_cells_tagged_remove_cell_stay_out_of_the_page(tmp_path, chromium):
             assert "SHOWN-LINE" in text  # the control: an ordinary cell's output is drawn
             assert "MACHINERY-ONLY" not in text
             assert page.locator("details.kl-solution[open]").count() == 0
+        finally:
+            ctx.close()
+
+
+def test_a_page_gets_a_warm_kernel_with_an_empty_namespace(tmp_path, chromium):
+    """The page's kernel comes from the warm pool: torch is imported already, and the user namespace holds
+    nothing the notebook did not define (a missing import fails here as everywhere). The pool refills."""
+    nb = new_notebook(cells=[new_markdown_cell("# Warm"), new_code_cell(
+        "import sys, json\nprint('WARM ' + json.dumps({'torch': 'torch' in sys.modules, 'names': sorted(\n"
+        "    n for n in globals() if not n.startswith('_') and n not in ('In', 'Out', 'get_ipython', 'exit', 'quit'))}))")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "warm.ipynb")
+    with voila_server(root=tmp_path, extra=["--WarmKernelManager.warm_refill_delay=0.5"]) as (url, proc):
+        pool = wait_until(lambda: warm_pool(proc), 90, interval=0.5)
+        assert pool, "no warm kernel within 90 s"
+        ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
+        page = ctx.new_page()
+        try:
+            page.goto(f"{url}/voila/render/warm.ipynb", timeout=120_000)
+            page.wait_for_function("() => document.body.innerText.includes('WARM ')", timeout=120_000)
+            assert kernel_id(page) == pool[0], "the page did not get the pool's kernel"
+            line = next(t for t in page.inner_text("body").splitlines() if t.startswith("WARM "))
+            # json and sys are the cell's; open is IPython's and os Voila's (it sets VOILA_KERNEL_ID in every kernel)
+            assert line == 'WARM {"torch": true, "names": ["json", "open", "os", "sys"]}', line
+            refilled = wait_until(lambda: (ks := warm_pool(proc)) and ks[0] != pool[0], 90, interval=0.5)
+            assert refilled, "the pool did not refill"
         finally:
             ctx.close()
