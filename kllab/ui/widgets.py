@@ -238,6 +238,7 @@ class KnobPanel:
         self._cancel_sent = False
         self._cache: OrderedDict = OrderedDict()
         self._queue: list[dict] = []      # values to prefetch
+        self._last_move: tuple = (None, 0)  # the knob moved last, and which way
         self._remember(self.shown, [v.figure for v in self.views])
         self._status("")
         for w in self.knobs.values():
@@ -279,10 +280,15 @@ class KnobPanel:
         return self._figures
 
     def _around(self, values: dict) -> list[dict]:
+        """The values to prefetch: the last knob moved first, one more step the way it went first."""
         out = []
-        for name, w in self.knobs.items():
-            for v in _neighbours(w) if w.value == values[name] else []:
-                out.append({**values, name: v})
+        names = sorted(self.knobs, key=lambda n: n != self._last_move[0])
+        for name in names:
+            w = self.knobs[name]
+            near = _neighbours(w) if w.value == values[name] else []
+            if name == self._last_move[0] and self._last_move[1] < 0:
+                near = near[::-1]
+            out += [{**values, name: v} for v in near]
         return out
 
     def _on_change(self, _change=None) -> None:
@@ -291,6 +297,7 @@ class KnobPanel:
             return
         with self._lock:
             self._wanted += 1
+            self._note_move(_change)
             self._status("<i>computing…</i>", busy=True)
             job = self._job
             if job is None:
@@ -300,6 +307,18 @@ class KnobPanel:
             elif self._computing and not self._cancel_sent:
                 self._cancel_sent = True
                 _raise_in(job.thread.ident, Stale)
+
+    def _note_move(self, change) -> None:
+        """Remember which knob moved and which way (a slider's +1 or -1), for the prefetch's order."""
+        if not change:
+            return
+        name = next((n for n, w in self.knobs.items() if w is change.get("owner")), None)
+        way = 0
+        try:
+            way = 1 if change["new"] > change["old"] else -1
+        except (KeyError, TypeError):
+            pass
+        self._last_move = (name, way)
 
     def _next(self) -> None:
         """With no computation in flight (and the lock held): draw the current values from the cache, or
@@ -312,7 +331,11 @@ class KnobPanel:
                 return
             self.hits += 1
             self._cache.move_to_end(_key(values))
-            self._publish(None, None, hit[0], [json.loads(t) for t in hit[1]])
+            exact = hit[0] == values
+            self._publish(None, None, hit[0], [json.loads(t) for t in hit[1]], final=exact)
+            if not exact:  # the same slider position in other last bits: draw it now, then compute it exactly
+                self._start(_Job(values, self._wanted, current=True))
+                return
         while self.prefetch and self._queue:
             values = self._queue.pop(0)
             if _key(values) not in self._cache:
@@ -398,8 +421,11 @@ class KnobPanel:
             figs, err = None, e
         self._publish(figs, err, values)
 
-    def _publish(self, figs, err, values, jsons=None) -> None:
-        self._done = self._wanted
+    def _publish(self, figs, err, values, jsons=None, final: bool = True) -> None:
+        """Show a result: figures (or their JSON), or an error's one line. ``final``: these are the current
+        values, so the panel is done (not busy) once they are sent."""
+        if final:
+            self._done = self._wanted
         if err is None and figs is not None and len(figs) != len(self.views):
             err = RuntimeError(f"compute returned {len(figs)} figures; the panel shows {len(self.views)}")
         if isinstance(err, ValueError):
@@ -417,7 +443,7 @@ class KnobPanel:
                 view.show(shown, values)
         self._figures, self.shown = figs, dict(values)
         self._queue = self._around(values)
-        self._finish("")
+        self._finish("", busy=not final)
 
     def wait(self, timeout: float = 60.0, prefetched: bool = False) -> None:
         """Block until the figures show the knobs' current values (at once without a worker thread);
@@ -439,10 +465,10 @@ class KnobPanel:
                              f"data-busy='{int(self._busy)}' data-idle='{idle}' "
                              f"data-compute-ms='{1000 * self.compute_s:.1f}'>{self._inner}</div>")
 
-    def _finish(self, inner: str) -> None:
+    def _finish(self, inner: str, busy: bool = False) -> None:
         with self._lock:
             self.updates += 1
-            self._status(inner, busy=False)
+            self._status(inner, busy=busy)
             self._idle.notify_all()
 
     @property

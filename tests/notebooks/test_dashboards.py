@@ -33,6 +33,7 @@ from kllab.harness import catalog
 SHOTS = BUILD / "screenshots"
 STRESS = {"P37", "primer"}  # a closed-form panel and a training one: their sliders visit both ends in the browser
 SOAK = ["P37", "primer", "P14"]  # closed forms, a training panel, Sinkhorn
+NO_POOL = ["--WarmKernelManager.warm_pool_size=0"]  # for a one-page server: a warm kernel would only cost CPU
 
 
 @pytest.fixture(scope="session")
@@ -217,7 +218,7 @@ def _broken_dashboard(folder):
 
 def test_an_exception_in_a_knob_callback_fails_the_dashboard_check(tmp_path, chromium):
     _broken_dashboard(tmp_path)
-    with voila_server(root=tmp_path) as (url, _):
+    with voila_server(root=tmp_path, extra=NO_POOL) as (url, _):
         ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
         page = ctx.new_page()
         try:
@@ -245,7 +246,7 @@ def test_cells_tagged_remove_cell_stay_out_of_the_page(tmp_path, chromium):
                              new_code_cell("from kllab.ui.widgets import solution\nsolution('Exercise 1', 'x = 2')")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "tags.ipynb")
-    with voila_server(root=tmp_path) as (url, _):
+    with voila_server(root=tmp_path, extra=NO_POOL) as (url, _):
         ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
         page = ctx.new_page()
         try:

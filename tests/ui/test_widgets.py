@@ -225,3 +225,33 @@ def test_solution_is_a_closed_details_block():
     assert "x = 1 &lt; 2" in page and "Exercise 2" in page
     with pytest.raises(ValueError, match="title must be a non-empty string"):
         solution("")
+
+
+def test_a_cached_value_in_other_last_bits_is_drawn_then_computed_exactly():
+    import plotly.graph_objects as go
+
+    calls = []
+
+    def compute(x):
+        calls.append(x)
+        return go.Figure(go.Scatter(y=[x]))
+
+    panel = KnobPanel(compute, {"x": slider(0.0, 1.0, 0.3, step=0.1)}, background=True)
+    panel.wait(10, prefetched=True)
+    assert 0.4 in calls
+    panel.knobs["x"].value = 0.4000000000000001  # the page's arithmetic for the position 0.4
+    panel.wait(10)
+    assert panel.hits == 1 and calls[-1] == 0.4000000000000001
+    assert panel.shown == panel.values() == {"x": 0.4000000000000001} and panel.views[0].knobs == panel.shown
+
+
+def test_the_prefetch_starts_one_more_step_the_way_the_last_knob_went():
+    import plotly.graph_objects as go
+
+    panel = KnobPanel(lambda a, b: go.Figure(go.Scatter(y=[a, b])),
+                      {"a": slider(0, 10, 5, integer=True, description="a"),
+                       "b": slider(0, 10, 5, integer=True, description="b")}, background=True, prefetch=False)
+    panel.set(b=4)
+    assert panel._around(panel.values())[:2] == [{"a": 5, "b": 3}, {"a": 5, "b": 5}]
+    panel.set(a=6)
+    assert panel._around(panel.values())[:2] == [{"a": 7, "b": 4}, {"a": 5, "b": 4}]
