@@ -344,7 +344,7 @@ def widgets_agree_with_figures(page) -> str:
         shown = c["value"]
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             try:
-                ok = math.isclose(float(shown), value, rel_tol=6e-3, abs_tol=1e-12)
+                ok = math.isclose(float(shown.replace("\u2212", "-")), value, rel_tol=6e-3, abs_tol=1e-12)
             except (TypeError, ValueError):
                 ok = False
         else:
