@@ -10,8 +10,9 @@ a PNG snapshot of it) took several hundred.
 plotly.js is not sent with the widget: it is the one that JupyterLab's and Voila's plotly extension
 loads once per page (``window.Plotly``). The panel holds a hidden, empty plotly MIME output
 (:func:`plotly_loader`) so that the extension loads it even on a page with no other plotly figure.
-Where no extension does (a front end without it), the view asks the kernel once for the
-``plotly.min.js`` that the plotly package ships, so nothing is downloaded from the network.
+Where the page lists no plotly extension in its config (a front end without it), the view asks the
+kernel at once for the ``plotly.min.js`` that the plotly package ships, so nothing is downloaded from
+the network.
 """
 
 from __future__ import annotations
@@ -26,12 +27,23 @@ LOADER_META = "kllab-plotly-loader"
 """The ``layout.meta`` of the loader's empty figure, so that a page's tests can tell it from real figures."""
 
 _ESM = r"""
-const LOAD_WAIT_MS = 4000;   // how long to wait for the plotly extension before asking the kernel
 let loading = null;          // one load of plotly.js per page, shared by every view
+
+function hasPlotlyExtension() {  // JupyterLab's and Voila's page config lists the page's extensions
+  try {
+    const cfg = JSON.parse(document.getElementById("jupyter-config-data").textContent);
+    return (cfg.federated_extensions || []).some((e) => e.name === "jupyterlab-plotly");
+  } catch (err) {
+    return false;
+  }
+}
 
 function plotly(model) {
   if (window.Plotly) return Promise.resolve(window.Plotly);
   if (loading) return loading;
+  // With the plotly extension the page loads plotly.js for the panel's hidden loader output: wait for
+  // it (a slow page may take seconds). Without it, ask the kernel at once.
+  const wait = hasPlotlyExtension() ? 60000 : 0;
   loading = new Promise((resolve, reject) => {
     const t0 = Date.now();
     let asked = false;
@@ -45,12 +57,12 @@ function plotly(model) {
     };
     const poll = () => {
       if (window.Plotly) return resolve(window.Plotly);
-      if (!asked && Date.now() - t0 > LOAD_WAIT_MS) {
+      if (!asked && Date.now() - t0 >= wait) {
         asked = true;
         model.on("msg:custom", onMsg);
         model.send({type: "need-plotly.js"});
       }
-      if (Date.now() - t0 > 60000) return reject(new Error("plotly.js did not load"));
+      if (Date.now() - t0 > wait + 60000) return reject(new Error("plotly.js did not load"));
       setTimeout(poll, 20);
     };
     poll();

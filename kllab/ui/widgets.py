@@ -107,6 +107,15 @@ def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
 
 
+def _trim_heap() -> None:
+    """Give the memory freed by finished computations back to the system (glibc's ``malloc_trim``): each
+    computation runs in a new thread, and glibc keeps what a thread's arena freed."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _key(values: Mapping) -> tuple:
     """A cache key for knob values: floats to 10 significant digits (the page's slider arithmetic and
     Python's may differ in the last bits of the same position)."""
@@ -343,6 +352,7 @@ class KnobPanel:
                 return
         if "data-idle='0'" in self.status.value:
             self._status()
+            _trim_heap()
         self._idle.notify_all()
 
     def _start(self, job: _Job) -> None:
