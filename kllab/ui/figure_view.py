@@ -137,10 +137,10 @@ class FigureView(anywidget.AnyWidget):
         self.on_msg(self._on_custom)
 
     def show(self, figure: dict, knobs: dict) -> None:
-        """Send a figure and the knob values it shows, in one message (the figure only if it changed)."""
+        """Send a figure and the knob values it shows, in one message (traitlets sends the figure only if it
+        changed)."""
         with self.hold_sync():
-            if figure != self.figure:
-                self.figure = figure
+            self.figure = figure
             self.knobs = dict(knobs)
             self.serial += 1
 

@@ -350,14 +350,14 @@ class KnobPanel:
             if _key(values) not in self._cache:
                 self._start(_Job(values, self._wanted, current=False))
                 return
-        if "data-idle='0'" in self.status.value:
+        if not self._idle_shown:
             self._status()
             _trim_heap()
         self._idle.notify_all()
 
     def _start(self, job: _Job) -> None:
         self._job = job
-        if "data-idle='1'" in self.status.value:
+        if self._idle_shown:
             self._status()
         job.thread = threading.Thread(target=self._work, args=(job,), name="kllab-knob-panel", daemon=True)
         job.thread.start()
@@ -470,9 +470,9 @@ class KnobPanel:
         no computation runs, not even a prefetch (the benchmarks wait for it)."""
         self._inner = self._inner if inner is None else inner
         self._busy = self._busy if busy is None else busy
-        idle = int(self._job is None)
+        self._idle_shown = self._job is None
         self.status.value = (f"<div class='kl-status' data-updates='{self.updates}' data-errors='{self.errors}' "
-                             f"data-busy='{int(self._busy)}' data-idle='{idle}' "
+                             f"data-busy='{int(self._busy)}' data-idle='{int(self._idle_shown)}' "
                              f"data-compute-ms='{1000 * self.compute_s:.1f}'>{self._inner}</div>")
 
     def _finish(self, inner: str, busy: bool = False) -> None:
