@@ -140,16 +140,20 @@ def wait_until(predicate, timeout: float, interval: float = 0.05):
     return None
 
 
+JS_DRAWN = "d => d.querySelector('.main-svg') && !(d.layout && d.layout.meta === 'kllab-plotly-loader')"
+"""A drawn plotly figure of the page, not the hidden empty one that makes the page load plotly.js."""
+
+
 def open_dashboard(page, url: str, timeout: float = 120) -> float:
     """Load a notebook's dashboard and wait until the whole notebook ran (its check line is on the page)
     and the knob panel drew. Returns the seconds from navigation to the first figure drawn."""
     t0 = time.monotonic()
     page.goto(url, timeout=timeout * 1000)
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0",
+    page.wait_for_function(f"() => Array.from(document.querySelectorAll('.js-plotly-plot')).some({JS_DRAWN})",
                            timeout=timeout * 1000, polling=50)
     first = time.monotonic() - t0
     page.wait_for_function("() => document.body.innerText.includes('CHECK ')", timeout=timeout * 1000)
-    page.wait_for_function("() => document.querySelectorAll('.widget-vbox .js-plotly-plot .main-svg').length > 0"
+    page.wait_for_function(f"() => Array.from(document.querySelectorAll('.widget-vbox .js-plotly-plot')).some({JS_DRAWN})"
                            " && document.querySelector('.kl-status') !== null", timeout=timeout * 1000)
     settle(page, quiet=0.5, timeout=30)
     return first
@@ -278,7 +282,8 @@ JS_MARK = "() => { window.__klT0 = performance.now(); return window.__klT0; }"
 # The knob panel's figures (kllab.ui.figure_view.FigureView): what each shows, and when it was last drawn.
 JS_VIEWS = """() => Array.from(document.querySelectorAll('.kl-figure')).map(d => ({
     knobs: d.dataset.knobs ? JSON.parse(d.dataset.knobs) : null, serial: +(d.dataset.serial || 0),
-    drawnAt: +(d.dataset.drawnAt || 0), drawMs: +(d.dataset.drawMs || 0), receivedAt: +(d.dataset.receivedAt || 0)}))"""
+    drawnAt: +(d.dataset.drawnAt || 0), drawMs: +(d.dataset.drawMs || 0), receivedAt: +(d.dataset.receivedAt || 0),
+    drawnLog: (d.dataset.drawnLog || "").split(" ").filter(t => t).map(Number)}))"""
 
 
 def views(page) -> list[dict]:
@@ -287,7 +292,8 @@ def views(page) -> list[dict]:
 
 def timed_move(page, action, timeout: float = 60) -> dict:
     """Do ``action`` (a knob move) and time it in the page: from just before the move to the end of the
-    last ``Plotly.react`` it caused, once the panel is idle. Returns milliseconds: ``total``, the kernel's
+    last ``Plotly.react`` it caused, once the panel is idle. Returns milliseconds: ``total``, ``first`` (the
+    first figure redrawn: sooner than ``total`` where the panel draws training as it goes), the kernel's
     ``compute``, the browser's ``draw`` (the longest react of the move), and ``changed`` (figures redrawn)."""
     before = panel(page)["updates"]
     t0 = page.evaluate(JS_MARK)
@@ -299,7 +305,9 @@ def timed_move(page, action, timeout: float = 60) -> dict:
     drawn = [v for v in vs if v["drawnAt"] > t0]
     state = panel(page)
     compute = float(page.evaluate("() => +document.querySelector('.kl-status').dataset.computeMs"))
-    return {"total": (max(v["drawnAt"] for v in drawn) - t0) if drawn else float("nan"), "compute": compute,
+    first = min((t for v in drawn for t in v["drawnLog"] if t > t0), default=float("nan")) - t0
+    return {"total": (max(v["drawnAt"] for v in drawn) - t0) if drawn else float("nan"), "first": first,
+            "compute": compute,
             "received": (min(v["receivedAt"] for v in drawn) - t0) if drawn else float("nan"),
             "draw": max((v["drawMs"] for v in drawn), default=float("nan")), "changed": len(drawn),
             "error": state["text"] if state["errors"] else ""}

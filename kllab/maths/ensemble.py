@@ -21,7 +21,7 @@ from torch import nn
 from .optim import Adam
 from .validation import check_int, check_positive, check_real
 
-__all__ = ["EnsembleMLP", "train_ensemble"]
+__all__ = ["EnsembleMLP", "train_ensemble", "train_ensemble_in_chunks"]
 
 
 class EnsembleMLP(nn.Module):
@@ -127,11 +127,34 @@ def train_ensemble(model: nn.Module, loss: Callable[[], torch.Tensor], *, steps:
     >>> hist.shape, bool((hist[-1] < 0.1 * hist[0]).all())
     (torch.Size([200, 2]), True)
     """
+    history = None
+    for _, history in train_ensemble_in_chunks(model, loss, steps=steps, every=steps, lr=lr,
+                                               weight_decay=weight_decay, betas=betas, eps=eps):
+        pass
+    return history
+
+
+def train_ensemble_in_chunks(model: nn.Module, loss: Callable[[], torch.Tensor], *, steps: int, every: int,
+                             lr: float = 1e-2, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                             eps: float = 1e-8):
+    r""":func:`train_ensemble`, pausing every ``every`` steps: yields ``(steps done, history so far)``.
+
+    The same iterates as one :func:`train_ensemble` call of ``steps`` steps (one optimiser throughout),
+    so a caller can show the models part-way, e.g. a knob panel drawing training as it goes.
+    The last yield comes after exactly ``steps`` steps.
+
+    >>> import torch
+    >>> net = EnsembleMLP(1, 1, width=8, seeds=[0])
+    >>> x = torch.linspace(-1, 1, 20, dtype=torch.float64)[:, None]
+    >>> [(done, len(h)) for done, h in train_ensemble_in_chunks(net, lambda: (net(x) ** 2).mean((1, 2)), steps=5, every=2)]
+    [(2, 2), (4, 4), (5, 5)]
+    """
     steps = check_int("steps", steps, low=1)
+    every = check_int("every", every, low=1)
     opt = Adam([p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas, eps=eps,
                weight_decay=weight_decay)
     history = []
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         opt.zero_grad()
         per_model = loss()
         if per_model.ndim != 1:
@@ -139,4 +162,5 @@ def train_ensemble(model: nn.Module, loss: Callable[[], torch.Tensor], *, steps:
         per_model.sum().backward()
         opt.step()
         history.append(per_model.detach())
-    return torch.stack(history)
+        if step % every == 0 or step == steps:
+            yield step, torch.stack(history)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import html
+import inspect
 import json
 import math
 import re
@@ -165,6 +166,14 @@ class _Job:
     def __init__(self, values: dict, gen: int, current: bool):
         self.values, self.key, self.gen, self.current = values, _key(values), gen, current
         self.thread: threading.Thread | None = None
+        self._jsons: dict = {}
+
+    def json(self, fig: go.Figure) -> dict:
+        """The figure's JSON, converted once per computation (an intermediate yield may be the final figure)."""
+        out = self._jsons.get(id(fig))
+        if out is None or out[0] is not fig:
+            out = self._jsons[id(fig)] = (fig, _figure_json(fig))
+        return out[1]
 
 
 class KnobPanel:
@@ -175,7 +184,11 @@ class KnobPanel:
     compute : callable
         Called as ``compute(**values)`` with one keyword per knob; returns a
         ``go.Figure`` or a sequence of them (always the same number). It must be pure: the
-        panel keeps the figures of recent values and reuses them.
+        panel keeps the figures of recent values and reuses them. A compute that trains may
+        instead be a generator that **yields** the figure list several times as they come (say
+        after each quarter of the training steps), with ``None`` for a figure not computed yet:
+        the page draws each yield at once, marked "computing…", and the last yield, complete, is
+        the result (what the panel keeps, and what a headless caller gets).
     knobs : mapping of argument name to widget
         Build them with :func:`choice`, :func:`slider`, :func:`log_slider`,
         :func:`options_slider`. Their initial values give the first view, which therefore
@@ -235,7 +248,7 @@ class KnobPanel:
         self.shown = self.values()
         self._figures = self._call(self.shown)
         self.views = [FigureView(_figure_json(f), self.shown) for f in self._figures]
-        self.updates = self.errors = self.cancelled = self.computed = self.hits = 0
+        self.updates = self.errors = self.cancelled = self.computed = self.hits = self.partials = 0
         self.compute_s = 0.0              # the last finished computation's seconds
         self.status = W.HTML()
         self._inner, self._busy = "", False
@@ -265,8 +278,31 @@ class KnobPanel:
         return {name: w.value for name, w in self.knobs.items()}
 
     def _call(self, values: dict) -> list[go.Figure]:
+        """``compute``'s figures at ``values`` (a generator compute run to its last yield)."""
+        figs = None
+        for figs, _ in self._steps(values):
+            pass
+        return figs
+
+    def _steps(self, values: dict):
+        """Yield ``(figures, partial)`` for ``compute`` at ``values``: once for a plain compute
+        (``partial`` false); at each yield of a generator compute (``partial`` true), its ``None``
+        filled from the yields before. The last figures have no ``None``."""
         out = self.compute(**values)
-        return [out] if isinstance(out, go.Figure) else list(out)
+        if not inspect.isgenerator(out):
+            yield ([out] if isinstance(out, go.Figure) else list(out)), False
+            return
+        figs = None
+        for part in out:
+            part = [part] if isinstance(part, go.Figure) else list(part)
+            if figs is not None and len(part) != len(figs):
+                raise RuntimeError(f"compute yielded {len(part)} figures after {len(figs)}")
+            figs = part if figs is None else [f if f is not None else g for f, g in zip(part, figs)]
+            yield figs, True
+        if figs is None or any(f is None for f in figs):
+            raise RuntimeError("compute's last yield must hold every figure; "
+                               f"got {'nothing' if figs is None else [i for i, f in enumerate(figs) if f is None]}"
+                               f"{'' if figs is None else ' missing'}")
 
     # -- the worker ---------------------------------------------------------------------------------------
 
@@ -379,7 +415,9 @@ class KnobPanel:
             if not stale:
                 t0 = time.perf_counter()
                 try:
-                    figs = self._call(job.values)
+                    for figs, partial in self._steps(job.values):
+                        if partial:
+                            self._partial(job, figs, me)
                     dt = time.perf_counter() - t0
                 except Stale:
                     raise
@@ -398,7 +436,7 @@ class KnobPanel:
                 self.computed += 1
                 self.compute_s = dt
                 try:
-                    jsons = [_figure_json(f) for f in figs]
+                    jsons = [job.json(f) for f in figs]
                     self._remember(job.values, jsons)
                 except Exception as e:  # not a figure: shown as the computation's error
                     err = e
@@ -408,6 +446,25 @@ class KnobPanel:
             elif job.current:
                 self._publish(figs, err, job.values, jsons)
             self._next()
+
+    def _partial(self, job: _Job, figs: list, me: threading.Thread) -> None:
+        """At a yield of a generator compute (in its thread): stop if a newer move came, else draw the
+        figures yielded so far (``None``: not computed yet, the figure on show stays)."""
+        with self._lock:
+            self._computing = False  # no cancel lands while figures are being sent
+            if self._cancel_sent:
+                _raise_in(me.ident, None)
+                self._cancel_sent = False
+            if job.gen != self._wanted:
+                raise Stale
+            if job.current:
+                for view, fig in zip(self.views, figs):
+                    if fig is not None:
+                        shown = job.json(fig)
+                        if shown != view.figure or view.knobs != job.values:
+                            view.show(shown, job.values)
+                self.partials += 1
+            self._computing = True
 
     # -- drawing ------------------------------------------------------------------------------------------
 

@@ -105,3 +105,19 @@ def test_bad_input():
         train_ensemble(net, lambda: net(torch.zeros(1, 2)).sum((1, 2)), steps=0)
     with pytest.raises(ValueError, match=r"loss\(\) must return one loss per model"):
         train_ensemble(net, lambda: net(torch.zeros(1, 2)).sum(), steps=1)
+
+
+def test_training_in_chunks_gives_the_same_iterates_as_one_call():
+    from kllab.maths.ensemble import train_ensemble_in_chunks
+
+    x = torch.linspace(-1, 1, 16, dtype=torch.float64)[:, None]
+    y = x.abs()
+    one, chunked = EnsembleMLP(1, 1, width=6, seeds=[3, 4]), EnsembleMLP(1, 1, width=6, seeds=[3, 4])
+    hist = train_ensemble(one, lambda: ((one(x) - y) ** 2).mean((1, 2)), steps=23, lr=0.02)
+    parts = list(train_ensemble_in_chunks(chunked, lambda: ((chunked(x) - y) ** 2).mean((1, 2)), steps=23, every=5, lr=0.02))
+    assert [done for done, _ in parts] == [5, 10, 15, 20, 23]
+    assert torch.equal(parts[-1][1], hist) and torch.equal(parts[1][1], hist[:10])
+    for a, b in zip(one.parameters(), chunked.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="every must be"):
+        list(train_ensemble_in_chunks(one, lambda: one(x).sum((1, 2)), steps=3, every=0))

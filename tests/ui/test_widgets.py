@@ -255,3 +255,88 @@ def test_the_prefetch_starts_one_more_step_the_way_the_last_knob_went():
     assert panel._around(panel.values())[:2] == [{"a": 5, "b": 3}, {"a": 5, "b": 5}]
     panel.set(a=6)
     assert panel._around(panel.values())[:2] == [{"a": 7, "b": 4}, {"a": 5, "b": 4}]
+
+
+def _training_panel(log, chunks=4, chunk_s=0.1, gate=None):
+    """A compute that trains: yields its closed-form figure at once, then the trained one after each chunk
+    (the training starts once ``gate`` is set, if one is given)."""
+    import plotly.graph_objects as go
+
+    def compute(w):
+        closed = go.Figure(go.Scatter(x=[0, 1], y=[w, -w]), layout={"title": f"closed w={w}"})
+        yield [closed, None]
+        if gate is not None:
+            gate.wait(10)
+        for k in range(1, chunks + 1):
+            time.sleep(chunk_s)
+            log.append((w, k))
+            yield [closed, go.Figure(go.Bar(y=[w * k]), layout={"title": f"trained w={w} after {k}/{chunks}"})]
+
+    return KnobPanel(compute, {"w": slider(0, 100, 1, integer=True, description="w")}, background=True,
+                     prefetch=False)
+
+
+def test_a_training_compute_draws_as_it_goes_and_its_last_yield_is_the_result():
+    log, gate = [], threading.Event()
+    panel = _training_panel(log, gate=gate)
+    gate.set()
+    assert [f.layout.title.text for f in panel.figures] == ["closed w=1", "trained w=1 after 4/4"]  # headless: the last
+    gate.clear()
+    log.clear()
+    drawn = []
+    panel.views[1].observe(lambda ch: drawn.append(panel.views[1].figure["layout"]["title"]["text"]), names="serial")
+    panel.knobs["w"].value = 2
+    t0 = time.monotonic()
+    while panel.views[0].knobs != {"w": 2} and time.monotonic() - t0 < 10:
+        time.sleep(0.005)
+    # the closed-form figure is drawn before the training starts; the trained one still shows w=1, and busy
+    assert panel.views[0].figure["layout"]["title"]["text"] == "closed w=2" and not log
+    assert panel.views[1].knobs == {"w": 1} and "data-busy='1'" in panel.status.value
+    gate.set()
+    panel.wait(10)
+    assert drawn == [f"trained w=2 after {k}/4" for k in range(1, 5)]
+    assert panel.shown == {"w": 2} and panel.views[1].knobs == {"w": 2} and panel.partials == 5
+    assert [f.layout.title.text for f in panel.figures] == ["closed w=2", "trained w=2 after 4/4"]
+    assert panel.updates == 1 and "data-busy='0'" in panel.status.value
+
+
+def test_a_training_compute_stops_at_its_next_yield_when_a_newer_move_comes():
+    log = []
+    panel = _training_panel(log, chunks=10, chunk_s=0.05)
+    log.clear()
+    panel.knobs["w"].value = 2
+    time.sleep(0.12)
+    panel.knobs["w"].value = 3
+    panel.wait(10)
+    assert max(k for w, k in log if w == 2) <= 4, log    # w=2 stopped, not trained to the end
+    assert [k for w, k in log if w == 3] == list(range(1, 11))
+    assert panel.views[1].figure["layout"]["title"]["text"] == "trained w=3 after 10/10"
+    assert panel.cancelled == 1
+
+
+def test_a_generator_compute_must_end_with_every_figure():
+    import plotly.graph_objects as go
+
+    def compute(w):
+        yield [go.Figure(), None]
+
+    with pytest.raises(RuntimeError, match=r"last yield must hold every figure; got \[1\] missing"):
+        KnobPanel(compute, {"w": slider(0, 10, 1, integer=True)})
+
+
+def test_the_dashboard_page_loads_plotly_with_the_panels_own_loader_figure():
+    """The Voila page template renders the same hidden empty figure as ``plotly_loader`` at page start (so that
+    plotly.js loads while the first cells run), and the browser tests recognise it by the same meta."""
+    import json
+    import re
+    from pathlib import Path
+
+    import kllab.harness
+    from kllab.ui.figure_view import LOADER_META, plotly_loader
+
+    page = (Path(kllab.harness.__file__).parent / "jupyter/voila/templates/kllab/index.html.j2").read_text()
+    found = re.search(r'class="kl-plotly-loader".*?<script type="application/vnd.voila.cell-output\+json">(.*?)</script>',
+                      page, re.S)
+    assert found, "the page template has no plotly loader"
+    assert json.loads(found.group(1)) == plotly_loader().outputs[0]
+    assert LOADER_META in (Path(__file__).parents[1] / "browser.py").read_text()
