@@ -33,7 +33,7 @@ row-major order of the upper triangle, as in the public code. The overlap rate
 
 References: Wang et al., *CosFace: Large Margin Cosine Loss for Deep Face Recognition*, CVPR 2018
 (arXiv:1801.09414); Jung, Lee, Oh, Park, Park, Son, *Unified Negative Pair Generation toward
-Well-discriminative Feature Space for Face Recognition*, BMVC 2022 (arXiv:2203.11593), code
+Well-discriminative Feature Space for Face Recognition*, 2022 (arXiv:2203.11593), code
 github.com/Jung-Jun-Uk/UNPG; Tukey, *Exploratory Data Analysis*, 1977 (the box plot's whiskers).
 """
 
