@@ -139,8 +139,13 @@ def kl_shift(logits, delta, alpha, temperature: float = 1.0, *, direction: str =
     return _kl_shift(z, d, _alpha(alpha, z), temperature, direction)
 
 
-def _kl_shift(z: torch.Tensor, d: torch.Tensor, a: torch.Tensor, temperature: float, direction: str) -> torch.Tensor:
-    base, moved = _shifted(z, d, a, temperature)
+def _kl_shift(z: torch.Tensor, d: torch.Tensor, a: torch.Tensor, temperature: float, direction: str,
+              base: torch.Tensor | None = None) -> torch.Tensor:
+    """``base``: ``log_softmax(z / T)`` if already computed (a root search evaluates many α at one z)."""
+    if base is None:
+        base, moved = _shifted(z, d, a, temperature)
+    else:
+        moved = torch.log_softmax((z + a.unsqueeze(-1) * d) / temperature, dim=-1)
     p, q = (moved, base) if direction == "reverse" else (base, moved)
     return (p.exp() * (p - q)).sum(-1).clamp_min(0.0)
 
@@ -255,11 +260,12 @@ def match_kl_shift(logits, delta, target, temperature: float = 1.0, *, direction
     t = torch.broadcast_to(t.to(z.dtype), z.shape[:-1])
     lo = torch.zeros(z.shape[:-1], dtype=z.dtype)
     hi = torch.full(z.shape[:-1], alpha_max, dtype=z.dtype)
+    base = torch.log_softmax(z / temperature, dim=-1)
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        below = _kl_shift(z, d, mid, temperature, direction) < t
+        below = _kl_shift(z, d, mid, temperature, direction, base) < t
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
     alpha = 0.5 * (lo + hi)
-    reach = _kl_shift(z, d, torch.full_like(alpha, alpha_max), temperature, direction)
+    reach = _kl_shift(z, d, torch.full_like(alpha, alpha_max), temperature, direction, base)
     alpha = torch.where(t >= reach, torch.full_like(alpha, alpha_max), alpha)
     return torch.where(t <= 0, torch.zeros_like(alpha), alpha)
