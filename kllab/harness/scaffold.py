@@ -111,7 +111,7 @@ from kllab.harness.ranges import knob_ranges
 from kllab.maths.validation import check_bool, check_int, check_real
 from kllab.ui import plots
 
-RANGES = knob_ranges("{entry.id}")   # each knob parameter's accepted range, recorded once in the catalog
+RANGES = knob_ranges("{entry.id}")   # each knob parameter's accepted range, kept once in the catalog
 {chr(10).join(checks)}
 # {PLACEHOLDER}: more validation (every parameter of the cell above, bounded on both sides), the sizes FAST
 # selects, the toy. Choose each catalog range so that every value in it runs the notebook to its end.
