@@ -271,6 +271,11 @@ def adapt(model: torch.nn.Module, x: torch.Tensor, log_tau, lam, *, steps: int, 
     forward = model if logits is None else logits
     params = [p for p in model.parameters() if p.requires_grad]
     opt = Adam(params, lr=lr)
+    with torch.enable_grad():   # also when called under torch.no_grad()
+        return _loop(model, forward, x, log_tau, lam, steps, opt, direction)
+
+
+def _loop(model, forward, x, log_tau, lam, steps, opt, direction) -> Adaptation:
     first = True
     losses, ratios = [], []
     for t in range(steps + 1):
