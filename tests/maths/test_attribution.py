@@ -107,7 +107,7 @@ def test_importance_closed_values_and_temperature():
     for t in (0.3, 1.0, 4.0):
         m = np.array([3.0, 1.0, 0.5])
         expected = m ** (1 / t) / (m ** (1 / t)).sum()
-        phi2 = torch.tensor([m, -m], dtype=D64)
+        phi2 = torch.tensor(np.stack([m, -m]), dtype=D64)
         assert np.allclose(A.importance(phi2, t).exp().numpy(), expected, atol=1e-14)
     hot = A.importance(torch.tensor([[3.0, 1.0]], dtype=D64), 1e3).exp()
     cold = A.importance(torch.tensor([[3.0, 1.0]], dtype=D64), 1e-2).exp()
