@@ -7,7 +7,8 @@ Three layers, one subpackage each; a layer imports only the layers above it in t
     between papers: ``divergences``, ``distributions``, ``fitting``, ``optim`` (the one Adam),
     ``distill/``, ``calibration``, ``curriculum``, ``ranking``, ``fusion``, ``consistency``,
     ``clustering``, ``ensemble``, ``transport/``, ``matching``, ``rlhf/``, ``soups``, ``online/``,
-    ``games``, ``robust``, ``adversarial``, ``width``, ``kernels``, ``sequences/``; plus
+    ``games``, ``robust``, ``adversarial``, ``width``, ``kernels``, ``sequences/``, ``attribution``,
+    ``adaptation``, ``detection``, ``survival``, ``surrogates``, ``margins``, ``confusion``, ``generative``; plus
     ``validation`` (the checks behind every "NAME must be ...; got ..." message). A new paper's numerics go into the module of their
     concept, or a new module named after the concept (never after the paper); their tests go
     into ``tests/maths/test_<module>.py``.
