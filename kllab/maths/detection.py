@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from .divergences import divergence
-from .validation import check_choice, check_int, check_log_probs, check_real
+from .validation import check_choice, check_int, check_log_probs, check_real, check_real_array
 
 __all__ = ["DETECTION_DIRECTIONS", "smooth_bins", "spectrum_logpmf", "reference_logpmf",
            "divergence_to_reference", "alarm_threshold", "first_alarm", "cantelli_bound"]
@@ -53,19 +53,7 @@ DETECTION_DIRECTIONS = ("forward", "reverse", "js")
 
 
 def _array(name: str, x, *, min_ndim: int = 1) -> np.ndarray:
-    if torch.is_tensor(x):
-        x = x.detach().cpu().numpy()
-    try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an array of real numbers; got {type(x).__name__}") from None
-    if a.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} axis (axes); got shape {a.shape}")
-    if np.isnan(a).any():
-        raise ValueError(f"{name} must not contain NaN; got {int(np.isnan(a).sum())} NaN value(s)")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} must be finite; got {int((~np.isfinite(a)).sum())} infinite value(s)")
-    return a
+    return check_real_array(name, x, min_ndim=min_ndim)
 
 
 def smooth_bins(power, bandwidth: int) -> np.ndarray:

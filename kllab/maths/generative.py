@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_softmax, ndtr
 
-from .validation import check_int, check_real
+from .validation import check_int, check_real, check_real_array
 
 __all__ = ["NaiveBayes", "random_class_means", "sample_mixture", "fit_naive_bayes", "naive_bayes_log_joint",
            "naive_bayes_log_posterior", "naive_bayes_linear", "fit_logistic", "linear_error", "bayes_error",
@@ -81,14 +81,7 @@ class NaiveBayes:
 
 
 def _matrix(name: str, x, *, ndim: int) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} axes; got shape {x.shape}")
-    if np.isnan(x).any():
-        raise ValueError(f"{name} must not contain NaN; got {int(np.isnan(x).sum())} NaN value(s)")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} must be finite; got {int((~np.isfinite(x)).sum())} infinite value(s)")
-    return x
+    return check_real_array(name, x, ndim=ndim)
 
 
 def _labels(y, n: int, n_classes: int) -> np.ndarray:

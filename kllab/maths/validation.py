@@ -100,6 +100,36 @@ def check_finite(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} must be finite; got {int((~torch.isfinite(x)).sum())} infinite value(s)")
 
 
+def check_real_array(name: str, x, *, ndim: int | None = None, min_ndim: int | None = None):
+    """``x`` (an array-like or a tensor) as a float64 NumPy array, checked: real numbers, ``ndim`` axes exactly
+    or at least ``min_ndim``, no NaN (named first), no infinite value.
+
+    >>> check_real_array("x", [[1, 2]], ndim=2).dtype
+    dtype('float64')
+    >>> check_real_array("x", [1.0, float("nan")])
+    Traceback (most recent call last):
+    ...
+    ValueError: x must not contain NaN; got 1 NaN value(s)
+    """
+    import numpy as np
+
+    if torch.is_tensor(x):
+        x = x.detach().cpu().numpy()
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of real numbers; got {type(x).__name__}") from None
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} axes; got shape {a.shape}")
+    if min_ndim is not None and a.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} axis (axes); got shape {a.shape}")
+    if np.isnan(a).any():
+        raise ValueError(f"{name} must not contain NaN; got {int(np.isnan(a).sum())} NaN value(s)")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite; got {int((~np.isfinite(a)).sum())} infinite value(s)")
+    return a
+
+
 def check_log_probs(name: str, logp: torch.Tensor, *, atol: float = 1e-4) -> None:
     """Raise unless ``logp`` holds log-probabilities on its last axis.
 
