@@ -8,7 +8,9 @@ Three layers, one subpackage each; a layer imports only the layers above it in t
     ``distill/``, ``calibration``, ``curriculum``, ``ranking``, ``fusion``, ``consistency``,
     ``clustering``, ``ensemble``, ``transport/``, ``matching``, ``rlhf/``, ``soups``, ``online/``,
     ``games``, ``robust``, ``adversarial``, ``width``, ``kernels``, ``sequences/``, ``attribution``,
-    ``adaptation``, ``detection``, ``survival``, ``surrogates``, ``margins``, ``confusion``, ``generative``; plus
+    ``adaptation``, ``detection``, ``survival``, ``surrogates``, ``margins``, ``confusion``, ``generative``,
+    ``kde`` (the one KDE), ``cauchy_schwarz``, ``expfamily``, ``universal``, ``information``, ``quadratic``,
+    ``deep_kernels``; plus
     ``validation`` (the checks behind every "NAME must be ...; got ..." message). A new paper's numerics go into the module of their
     concept, or a new module named after the concept (never after the paper); their tests go
     into ``tests/maths/test_<module>.py``.
