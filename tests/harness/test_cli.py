@@ -8,6 +8,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from helpers import paper_without_notebook
+
 
 def kllab(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "kllab", *args], capture_output=True, text=True, cwd=cwd,
@@ -169,8 +171,9 @@ def test_unknown_parameter_refused_before_running(tmp_path):
 
 
 def test_paper_without_notebook(tmp_path):
-    out = kllab("run", "P01", "--out", str(tmp_path))
-    assert out.returncode == 2 and "P01" in out.stderr and "has no notebook yet" in out.stderr
+    paper = paper_without_notebook()
+    out = kllab("run", paper, "--out", str(tmp_path))
+    assert out.returncode == 2 and paper in out.stderr and "has no notebook yet" in out.stderr
 
 
 def test_strip_keeps_only_check_output(tmp_path):
@@ -248,8 +251,9 @@ def test_dashboard_serves_and_prints_url():
 
 
 def test_dashboard_refuses_paper_without_notebook():
-    out = kllab("dashboard", "P01", "--no-browser")
-    assert out.returncode == 2 and "P01" in out.stderr and "has no notebook yet" in out.stderr
+    paper = paper_without_notebook()
+    out = kllab("dashboard", paper, "--no-browser")
+    assert out.returncode == 2 and paper in out.stderr and "has no notebook yet" in out.stderr
 
 
 def test_dashboard_refuses_preheating_the_whole_gallery():

@@ -98,29 +98,35 @@ def test_a_bug_in_compute_is_a_one_line_error_and_counted(capsys, background):
     assert panel.message == "" and panel.updates == 2 and panel.errors == 1
 
 
-def _slow_panel(log, steps=40, step_s=0.005, prefetch=False):
+def _slow_panel(log, steps=40, step_s=0.005, prefetch=False, stale_steps=None):
     """A panel whose compute is a 'training loop' of ``steps`` Python-level steps; ``log`` records
-    (value, steps done) for every computation, finished or not."""
+    (value, steps done, thread) for every computation, finished or not; ``stale_steps`` (a list) records, for
+    each computation, how many steps it did after the knob had left its value."""
     import plotly.graph_objects as go
 
+    knob = slider(0, 100, 0, integer=True, description="w")
+
     def compute(w):
-        done = 0
+        done = stale = 0
         try:
             for _ in range(steps):
                 time.sleep(step_s)
                 done += 1
+                stale += knob.value != w
             return go.Figure(go.Scatter(x=[0, 1], y=[w, w * w]), layout={"title": f"w={w}"})
         finally:
             log.append((w, done, threading.current_thread().name))
+            if stale_steps is not None:
+                stale_steps.append(stale)
 
-    return KnobPanel(compute, {"w": slider(0, 100, 0, integer=True, description="w")}, background=True,
-                     prefetch=prefetch)
+    return KnobPanel(compute, {"w": knob}, background=True, prefetch=prefetch)
 
 
 def test_latest_value_wins_and_stale_work_is_cancelled():
-    log = []
-    panel = _slow_panel(log)
+    log, stale_steps = [], []
+    panel = _slow_panel(log, stale_steps=stale_steps)
     log.clear()
+    stale_steps.clear()
     knob = panel.knobs["w"]
     for v in range(1, 31):  # 30 moves, 20 ms apart: faster than one computation (40 steps, about 0.2 s)
         knob.value = v
@@ -132,9 +138,14 @@ def test_latest_value_wins_and_stale_work_is_cancelled():
     assert panel.views[0].figure["data"][0]["y"] == [30, 900] and panel.views[0].knobs == {"w": 30}
     finished = [w for w, done, _ in log if done == 40]
     assert finished == [30], f"only the last value is computed to the end; finished: {finished}"
-    assert panel.cancelled == len(log) - 1 <= 29
-    assert all(done <= 6 for _, done, _ in log[:-1]), f"a stale computation stops between steps: {log[:-1]}"
-    assert settle < 2.0, f"the last move waited for a backlog: {settle:.2f} s"
+    # every computation but the last was cancelled; a job can also be cancelled before it reaches compute (a
+    # newer move arrived while its thread started), so it is counted without a log entry
+    assert len(log) - 1 <= panel.cancelled <= 29
+    # no backlog: no stale computation ran to its end (above), and each stopped at most one step after the move
+    # that made it stale (the cancel lands when the step's sleep returns; a second step can start while the move
+    # is being handled); the settle time is printed, not asserted (a loaded machine varies)
+    assert max(stale_steps) <= 2, f"a stale computation stops between steps: steps done while stale {stale_steps}"
+    print(f"settled {settle:.2f} s after the last move")
     assert panel.updates == 1 and panel.message == "" and "data-busy='0'" in panel.status.value
     assert threading.main_thread().name not in {name for *_, name in log}, "the kernel's thread stays free"
 
