@@ -162,7 +162,7 @@ def nngp(g0: torch.Tensor, depth: int, kernel: str = "relu", bandwidth: float = 
     >>> import torch
     >>> g0 = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     >>> [round(g[0, 1].item(), 4) for g in nngp(g0, 2)]
-    [0.3183, 0.5226]
+    [0.3183, 0.4937]
     """
     depth = check_int("depth", depth, low=1)
     out, g = [], g0
