@@ -308,6 +308,19 @@ def kernel_objective(theta: torch.Tensor, alpha: torch.Tensor, y: torch.Tensor, 
     return (margin_loss(f, y.to(theta.dtype), loss).mean() + 0.5 * lam * alpha @ f).item()
 
 
+def _check_schedule(lam, lr, steps, record_every) -> tuple[float, float, int, int]:
+    """The regularised gradient descent's λ ≥ 0, step lr > 0 with lr·λ < 1, steps ≥ 0, and its recording
+    interval (every ``steps`` when ``record_every`` is None)."""
+    lam = check_real("lam", lam, low=0.0)
+    lr = check_positive("lr", lr)
+    if lr * lam >= 1:
+        raise ValueError(f"lr * lam must be < 1 (the weight-decay factor 1 - lr lam must stay positive); got "
+                         f"lr={lr}, lam={lam}")
+    steps = check_int("steps", steps, low=0)
+    every = steps if record_every is None else check_int("record_every", record_every, low=1)
+    return lam, lr, steps, every
+
+
 def kernel_machine(theta: torch.Tensor, y: torch.Tensor, loss: str, lam: float, lr: float, steps: int, *,
                    theta_test: torch.Tensor | None = None, record_every: int | None = None) -> dict:
     r"""(Sub)gradient descent of an :math:`\ell_2`-regularised kernel machine, in function space; ``y`` is the reference.
@@ -353,13 +366,7 @@ def kernel_machine(theta: torch.Tensor, y: torch.Tensor, loss: str, lam: float, 
     n = theta.shape[0]
     loss = check_choice("loss", loss, LOSSES)
     y = _check_labels("y", y, n, signs=loss != "squared").to(theta.dtype)
-    lam = check_real("lam", lam, low=0.0)
-    lr = check_positive("lr", lr)
-    if lr * lam >= 1:
-        raise ValueError(f"lr * lam must be < 1 (the weight-decay factor 1 - lr lam must stay positive); got "
-                         f"lr={lr}, lam={lam}")
-    steps = check_int("steps", steps, low=0)
-    every = steps if record_every is None else check_int("record_every", record_every, low=1)
+    lam, lr, steps, every = _check_schedule(lam, lr, steps, record_every)
     if theta_test is not None:
         if not torch.is_tensor(theta_test) or theta_test.ndim != 2 or theta_test.shape[1] != n:
             shape = tuple(theta_test.shape) if torch.is_tensor(theta_test) else type(theta_test).__name__
@@ -419,13 +426,7 @@ def train_regularised(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: 
         raise ValueError(f"x must have shape (n, d); got {tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
     n = x.shape[0]
     y = _check_labels("y", y, n, signs=loss != "squared")
-    lam = check_real("lam", lam, low=0.0)
-    lr = check_positive("lr", lr)
-    if lr * lam >= 1:
-        raise ValueError(f"lr * lam must be < 1 (the weight-decay factor 1 - lr lam must stay positive); got "
-                         f"lr={lr}, lam={lam}")
-    steps = check_int("steps", steps, low=0)
-    every = steps if record_every is None else check_int("record_every", record_every, low=1)
+    lam, lr, steps, every = _check_schedule(lam, lr, steps, record_every)
     centre = check_bool("centre", centre)
     if x_test is not None and (not torch.is_tensor(x_test) or x_test.ndim != 2 or x_test.shape[1] != x.shape[1]):
         raise ValueError(f"x_test must have shape (n_test, {x.shape[1]}); got "
@@ -503,13 +504,7 @@ def train_regularised_two_layer(nets: list, x: torch.Tensor, y: torch.Tensor, lo
         raise ValueError(f"x must have shape (n, {d}); got {tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
     n, m = x.shape[0], widths.pop()
     y = _check_labels("y", y, n, signs=loss != "squared").to(x.dtype)
-    lam = check_real("lam", lam, low=0.0)
-    lr = check_positive("lr", lr)
-    if lr * lam >= 1:
-        raise ValueError(f"lr * lam must be < 1 (the weight-decay factor 1 - lr lam must stay positive); got "
-                         f"lr={lr}, lam={lam}")
-    steps = check_int("steps", steps, low=0)
-    every = steps if record_every is None else check_int("record_every", record_every, low=1)
+    lam, lr, steps, every = _check_schedule(lam, lr, steps, record_every)
     if x_test is not None and (not torch.is_tensor(x_test) or x_test.ndim != 2 or x_test.shape[1] != d):
         raise ValueError(f"x_test must have shape (n_test, {d}); got "
                          f"{tuple(x_test.shape) if torch.is_tensor(x_test) else type(x_test).__name__}")
