@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 
 DIRECTIONS = ("forward", "reverse")
@@ -111,8 +112,6 @@ def check_real_array(name: str, x, *, ndim: int | None = None, min_ndim: int | N
     ...
     ValueError: x must not contain NaN; got 1 NaN value(s)
     """
-    import numpy as np
-
     if torch.is_tensor(x):
         x = x.detach().cpu().numpy()
     try:
