@@ -1,4 +1,4 @@
-"""The ``kllab`` command: ``list``, ``new``, ``run``, ``strip``, ``dashboard``, ``sweep``, ``plot``."""
+"""The ``kllab`` command: ``list``, ``new``, ``run``, ``strip``, ``dashboard``, ``sweep``, ``plot``, ``handout``."""
 
 from __future__ import annotations
 
@@ -195,6 +195,20 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_handout(args: argparse.Namespace) -> int:
+    from .handout import handout
+
+    try:
+        handout(args.notebooks, args.out, checks=not args.no_checks, force=args.force, run_dir=args.run_dir,
+                execute=args.execute)
+    except ValueError as err:
+        print(f"kllab handout: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kllab", description="Divergences in machine learning, one notebook per paper.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -270,6 +284,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("metrics", nargs="*", metavar="METRIC", help="recorded quantities (default: every numeric one)")
     p.add_argument("--out", default=None, metavar="FILE", help="the HTML file (default DIR/METRIC.html)")
     p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("handout", help="student notebooks without the solutions, and a solutions page for the lecturer",
+                       description="Write DIR/students/<slug>.ipynb (each worked solution replaced by an empty answer "
+                                   "cell; the exercises stay), DIR/solutions/<slug>.html (the executed notebook from "
+                                   "`kllab run`, solutions shown) and DIR/kllab-handout.zip with both.")
+    p.add_argument("notebooks", nargs="+", metavar="PAPER_OR_NOTEBOOK", help="catalog ids (P13), slugs or .ipynb paths")
+    p.add_argument("--out", required=True, metavar="DIR", help="the handout's folder (new, or empty unless --force)")
+    p.add_argument("--no-checks", action="store_true",
+                   help="also take the check cell and the record cell out of the student notebooks")
+    p.add_argument("--force", action="store_true", help="write into a non-empty DIR, replacing files of the same name")
+    p.add_argument("--run-dir", default="build/run", metavar="DIR",
+                   help="where `kllab run` wrote the executed notebooks (default: build/run)")
+    p.add_argument("--execute", action="store_true",
+                   help="run the notebooks that have no successful executed copy in --run-dir first")
+    p.set_defaults(func=_cmd_handout)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     for i, word in enumerate(argv[:-1]):  # `-p NAME VALUE`, the old form of `kllab run`: refuse it with the fix

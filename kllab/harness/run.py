@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,13 +89,15 @@ def notebook_parameters(path: Path) -> dict:
 PLOTLY_JSON = "application/vnd.plotly.v1+json"
 
 
-def write_html(nb, html_path: Path) -> None:
+def write_html(nb, html_path: Path, *, solutions: bool = False) -> None:
     """An HTML page of an executed notebook whose plotly figures stay interactive without a kernel.
 
     Each plotly output gets an HTML rendering next to its JSON, and the page loads a local
     ``plotly.min.js`` (written once into the output folder) before anything else in its head.
     Cells tagged ``remove-cell`` (the record cell) are left out, and the code of cells tagged
     ``hide-input`` (worked solutions) is not shown: their result stays a collapsed block.
+    ``solutions=True`` is a lecturer's page instead: the solutions' code is shown and their
+    results are open.
     """
     import plotly.io as pio
     from nbconvert import HTMLExporter
@@ -113,8 +116,11 @@ def write_html(nb, html_path: Path) -> None:
     config = Config()
     config.TagRemovePreprocessor.enabled = True
     config.TagRemovePreprocessor.remove_cell_tags = {"remove-cell"}
-    config.TagRemovePreprocessor.remove_input_tags = {"hide-input"}
+    config.TagRemovePreprocessor.remove_input_tags = set() if solutions else {"hide-input"}
     body, _ = HTMLExporter(config=config).from_notebook_node(nb)
+    if solutions:
+        body = re.sub(r"""<details class=(["'])kl-solution\1>""", r"<details class=\1kl-solution\1 open>", body)
+        body = re.sub(r"<details>(\s*<summary>\s*(<b>)?\s*Solution)", r"<details open>\1", body)
     if has_plotly:
         js = html_path.parent / "plotly.min.js"
         if not js.exists():
@@ -176,12 +182,25 @@ tr.failed{{background:#fdd}} tr.ok td:nth-child(3){{color:#070}}</style></head><
 
 
 def _write_results(results: Sequence[RunResult], out_dir: Path, parameters: dict) -> Path:
-    """A machine-readable summary of the run, read by the gallery (``kllab.ui.gallery``)."""
-    data = {"finished": time.strftime("%Y-%m-%d %H:%M"), "parameters": {k: repr(v) for k, v in parameters.items()},
-            "notebooks": {r.target.label: {"ok": r.ok, "check": r.checks[0] if r.checks else "", "error": r.error,
-                                           "seconds": round(r.seconds, 1), "file": r.target.path.name}
-                          for r in results}}
+    """A machine-readable summary of the runs into ``out_dir``, read by the gallery and ``kllab handout``.
+
+    A run of some notebooks updates their entries and keeps the others' from earlier runs into the
+    same folder (their executed files are still there); each entry says when and with which
+    parameters its notebook ran.
+    """
     path = out_dir / RESULTS_FILE
+    finished = time.strftime("%Y-%m-%d %H:%M")
+    params = {k: repr(v) for k, v in parameters.items()}
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")).get("notebooks", {})
+    except (OSError, ValueError, AttributeError):
+        earlier = {}
+    notebooks = {label: entry for label, entry in earlier.items() if isinstance(entry, dict)}
+    notebooks.update({r.target.label: {"ok": r.ok, "check": r.checks[0] if r.checks else "", "error": r.error,
+                                       "seconds": round(r.seconds, 1), "file": r.target.path.name,
+                                       "finished": finished, "parameters": params}
+                      for r in results})
+    data = {"finished": finished, "parameters": params, "notebooks": notebooks}
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
     return path
 

@@ -58,10 +58,10 @@ def _card(e: catalog.Entry, run: dict) -> str:
             status = '<span class="kl-status">notebook</span>'
         elif res.get("ok"):
             status = (f'<span class="kl-status kl-ok" title="{html.escape(res.get("check", ""))}">'
-                      f'check ok ({html.escape(run.get("finished", ""))})</span>')
+                      f'check ok ({html.escape(res.get("finished", run.get("finished", "")))})</span>')
         else:
             status = (f'<span class="kl-status kl-fail" title="{html.escape(res.get("error", ""))}">'
-                      f'check failed ({html.escape(run.get("finished", ""))})</span>')
+                      f'check failed ({html.escape(res.get("finished", run.get("finished", "")))})</span>')
     else:
         status = '<span class="kl-status">not yet</span>'
     meta = " · ".join(x for x in (str(e.year or ""), html.escape(e.topic),
