@@ -18,6 +18,18 @@ def float64():
 
 
 @pytest.fixture
+def paper_without_notebook(tmp_path, monkeypatch):
+    """The id of a paper with no notebook, in a copy of the catalog that this test (and the processes it
+    starts) reads instead of the real one; see ``helpers.catalog_without_a_notebook``."""
+    from helpers import catalog_without_a_notebook
+    from kllab.harness import catalog
+
+    yield catalog_without_a_notebook(tmp_path, monkeypatch)
+    monkeypatch.undo()
+    catalog.reload()
+
+
+@pytest.fixture
 def one_thread():
     """Tiny tensors in tight loops: one intra-op thread avoids OpenMP hand-off costs (much slower on a
     shared CPU); the previous thread count is restored after the test."""

@@ -8,8 +8,6 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import paper_without_notebook
-
 
 def kllab(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "kllab", *args], capture_output=True, text=True, cwd=cwd,
@@ -23,7 +21,9 @@ def test_list_shows_every_paper_and_status():
     for i in range(1, 45):
         assert any(ln.startswith(f"P{i:02d} ") for ln in lines)
     assert any(ln.startswith("P37 ") and "notebook" in ln for ln in lines)
-    assert "not yet" in out.stdout
+    from kllab.harness import catalog
+
+    assert ("not yet" in out.stdout) == any(not e.notebook for e in catalog.papers())
     assert "papers have a notebook" in out.stdout
 
 
@@ -93,21 +93,15 @@ def _notebook(path, source):
     return path
 
 
-def test_new_scaffolds_a_notebook_that_cannot_pass(tmp_path, monkeypatch):
+def test_new_scaffolds_a_notebook_that_cannot_pass(tmp_path, monkeypatch, paper_without_notebook):
     """kllab new in a copy of the catalog and notebooks folder: the skeleton, the catalog field, a failing check."""
-    import shutil
-
     from kllab.harness import catalog, scaffold
     from kllab.harness.run import run
 
-    cat = tmp_path / "catalog.toml"
-    shutil.copy(catalog.CATALOG_PATH, cat)
-    monkeypatch.setattr(catalog, "CATALOG_PATH", cat)
-    monkeypatch.setenv("KLLAB_CATALOG", str(cat))  # the fresh kernel below reads the same copy
+    cat = catalog.CATALOG_PATH  # a copy; the fresh kernel below reads the same copy (KLLAB_CATALOG)
     monkeypatch.setattr(catalog, "NOTEBOOK_DIR", tmp_path)
-    catalog.reload()
     try:
-        target = next(e for e in catalog.papers() if not e.notebook)
+        target = catalog.find(paper_without_notebook)
         path = scaffold.new(target.id)
         assert path == tmp_path / f"{target.slug}.ipynb"
         assert catalog.find(target.id).notebook == path.name
@@ -170,8 +164,8 @@ def test_unknown_parameter_refused_before_running(tmp_path):
     assert not (tmp_path / "p37-rapo.ipynb").exists()
 
 
-def test_paper_without_notebook(tmp_path):
-    paper = paper_without_notebook()
+def test_paper_without_notebook(tmp_path, paper_without_notebook):
+    paper = paper_without_notebook
     out = kllab("run", paper, "--out", str(tmp_path))
     assert out.returncode == 2 and paper in out.stderr and "has no notebook yet" in out.stderr
 
@@ -250,8 +244,8 @@ def test_dashboard_serves_and_prints_url():
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
-def test_dashboard_refuses_paper_without_notebook():
-    paper = paper_without_notebook()
+def test_dashboard_refuses_paper_without_notebook(paper_without_notebook):
+    paper = paper_without_notebook
     out = kllab("dashboard", paper, "--no-browser")
     assert out.returncode == 2 and paper in out.stderr and "has no notebook yet" in out.stderr
 

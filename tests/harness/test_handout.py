@@ -132,3 +132,9 @@ def test_bad_handouts_write_nothing(tmp_path, args, message):
     assert done.stderr.startswith("kllab handout: ") and message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_paper_without_notebook_is_refused(tmp_path, paper_without_notebook):
+    done = kllab("handout", paper_without_notebook, "--out", str(tmp_path / "handout"))
+    assert done.returncode == 2 and "has no notebook yet" in done.stderr and paper_without_notebook in done.stderr
+    assert not (tmp_path / "handout").exists()

@@ -17,8 +17,6 @@ from kllab.harness import cli
 from kllab.harness.record import read
 from kllab.harness.sweep import Table, load, parse_grid, sweep
 
-from helpers import paper_without_notebook
-
 GRID = {"BETA": [0.05, 0.5], "DIRECTION": ["forward", "reverse"]}
 GRID_ARGS = ["--grid", "BETA=0.05,0.5", "--grid", "DIRECTION=forward,reverse"]
 
@@ -167,8 +165,8 @@ def test_bad_input_is_one_line_before_anything_runs(args, message, tmp_path, cap
     assert not out.exists()
 
 
-def test_unknown_paper_is_refused(tmp_path, capsys):
-    assert cli.main(["sweep", paper_without_notebook(), "--grid", "X=1", "--out", str(tmp_path / "x")]) == 2
+def test_unknown_paper_is_refused(tmp_path, capsys, paper_without_notebook):
+    assert cli.main(["sweep", paper_without_notebook, "--grid", "X=1", "--out", str(tmp_path / "x")]) == 2
     assert "has no notebook yet" in capsys.readouterr().err
 
 
