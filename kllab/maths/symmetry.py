@@ -226,11 +226,15 @@ def charge_recursion(norm_sq0, unit_grad_sq: torch.Tensor, lr, weight_decay=0.0)
     g = torch.as_tensor(unit_grad_sq, dtype=torch.float64)
     if g.dim() < 1 or not torch.isfinite(g).all() or (g < 0).any():
         raise ValueError(f"unit_grad_sq must be a (T, ...) tensor of finite values >= 0; got shape {tuple(g.shape)}")
-    a, e2 = (1 - lr * wd) ** 2, lr ** 2
-    out = [r.expand(torch.broadcast_shapes(r.shape, g.shape[1:], a.shape))]
-    for g_t in g:
-        out.append(a * out[-1] + e2 * g_t / out[-1])
-    return torch.stack(out)
+    # NumPy's broadcast_shapes: torch's imports torch.fx on its first call (a second)
+    shape = np.broadcast_shapes(tuple(r.shape), tuple(g.shape[1:]), tuple(lr.shape), tuple(wd.shape))
+    a, e2 = ((1 - lr * wd) ** 2).expand(shape).numpy(), (lr ** 2).expand(shape).numpy()
+    gs = g.expand(g.shape[:1] + shape).numpy()
+    out = np.empty((g.shape[0] + 1,) + tuple(shape))
+    out[0] = r.expand(shape).numpy()
+    for t in range(g.shape[0]):                  # NumPy: a fifth of torch's cost per call on these tiny arrays
+        out[t + 1] = a * out[t] + e2 * gs[t] / out[t]
+    return torch.from_numpy(out)
 
 
 def equilibrium_norm_sq(lr, weight_decay, unit_grad_sq, exact: bool = True) -> torch.Tensor:
