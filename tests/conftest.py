@@ -17,6 +17,39 @@ def float64():
     torch.set_default_dtype(old)
 
 
+class Executed:
+    """The notebooks this test session executed headless (test_fast), kept as ``kllab run`` keeps them:
+    one executed ``.ipynb`` per notebook and a ``results.json``, so the course site builds from them."""
+
+    def __init__(self, folder):
+        self.folder, self.results = folder, {}
+
+    def add(self, entry, result: dict) -> None:
+        import time
+
+        if result.get("notebook") is not None:
+            (self.folder / entry.notebook).write_text(result["notebook"], encoding="utf-8")
+        checks = result.get("checks") or []
+        self.results[entry.id] = {
+            "ok": result["status"] == "ok" and any(c.startswith("CHECK") and " ok" in c for c in checks),
+            "check": checks[0] if checks else "", "error": result.get("error", ""),
+            "seconds": round(result.get("seconds", 0.0), 1), "file": entry.notebook,
+            "finished": time.strftime("%Y-%m-%d %H:%M"), "parameters": {"FAST": "True", "INTERACTIVE": "False"}}
+
+    def write_results(self):
+        import json
+
+        path = self.folder / "results.json"
+        path.write_text(json.dumps({"notebooks": self.results}, indent=1), encoding="utf-8")
+        return path
+
+
+@pytest.fixture(scope="session")
+def executed(tmp_path_factory):
+    """This session's headless runs (one process: the tests that use it share an xdist group)."""
+    return Executed(tmp_path_factory.mktemp("executed"))
+
+
 @pytest.fixture
 def paper_without_notebook(tmp_path, monkeypatch):
     """The id of a paper with no notebook, in a copy of the catalog that this test (and the processes it

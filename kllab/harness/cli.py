@@ -1,4 +1,4 @@
-"""The ``kllab`` command: ``list``, ``new``, ``run``, ``strip``, ``dashboard``, ``sweep``, ``plot``, ``handout``."""
+"""The ``kllab`` command: ``list``, ``new``, ``run``, ``strip``, ``dashboard``, ``sweep``, ``plot``, ``handout``, ``site``."""
 
 from __future__ import annotations
 
@@ -209,6 +209,24 @@ def _cmd_handout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_site(args: argparse.Namespace) -> int:
+    from .site import build, serve
+
+    try:
+        index = build(args.run_dir, args.out, execute=args.execute)
+        if args.serve:
+            return serve(index.parent, port=args.port)
+    except ValueError as err:
+        print(f"kllab site: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        print(f"kllab site: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kllab", description="Divergences in machine learning, one notebook per paper.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -299,6 +317,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--execute", action="store_true",
                    help="run the notebooks that have no successful executed copy in --run-dir first")
     p.set_defaults(func=_cmd_handout)
+
+    p = sub.add_parser("site", help="the course site: the executed notebooks as static pages (Sphinx), from `kllab run`",
+                       description="Build a static site from the notebooks `kllab run` executed (nothing runs again): "
+                                   "the gallery as its landing page, one page per notebook with its interactive "
+                                   "figures, its check line, solutions collapsed and launch links, a conventions "
+                                   "page, and offline search. Open OUT/index.html, or pass --serve.")
+    p.add_argument("--run-dir", default="build/run", metavar="DIR",
+                   help="where `kllab run` wrote the executed notebooks (default: build/run)")
+    p.add_argument("--out", default="build/site", metavar="DIR", help="the site's folder (default: build/site)")
+    p.add_argument("--execute", action="store_true", help="run every notebook first if --run-dir holds no run")
+    p.add_argument("--serve", action="store_true", help="then serve the site on 127.0.0.1 until Ctrl-C")
+    p.add_argument("--port", type=int, default=0, help="port for --serve (default: a free one)")
+    p.set_defaults(func=_cmd_site)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     for i, word in enumerate(argv[:-1]):  # `-p NAME VALUE`, the old form of `kllab run`: refuse it with the fix

@@ -20,9 +20,11 @@ def _run(entry, params):
     return engine.run_point(engine.task_for(entry.path, params))
 
 
+@pytest.mark.xdist_group("executed")
 @notebook_params
-def test_fast(entry, tmp_path):
+def test_fast(entry, tmp_path, executed):
     r = _run(entry, {"FAST": True, "INTERACTIVE": False})
+    executed.add(entry, r)  # tests/notebooks/test_site.py builds the course site from these runs
     assert r["status"] == "ok", r["error"]
     assert len(r["checks"]) == 1 and r["checks"][0].startswith(f"CHECK {entry.id} ok"), r["checks"]
     assert len(r["records"]) >= 3, f"record the quantities the check asserts; got {sorted(r['records'])}"
