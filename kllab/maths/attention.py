@@ -19,8 +19,9 @@ exactly, at every position and for every model: :func:`expected_cross_entropy` r
 so CE - H is a KL, never negative. Averaged over positions drawn from :math:`\pi`, :math:`H(P_{x_t\cdot})`
 averages to :math:`H`.
 
-**The model** (:class:`TinyAttention`, ``n_models`` independent copies trained side by side, each with
-its own Adam and learning rate): token embedding :math:`e`, then
+**The model** (:class:`TinyAttention`, ``n_models`` independent copies evaluated side by side; one
+:class:`~kllab.maths.optim.Adam` over the stacked weights, with a step size per model,
+:func:`adam_step_per_model`): token embedding :math:`x`, then
 
 .. math::
     h = x + W_O\,\mathrm{softmax}\Big(\frac{\tilde q \tilde k^\top}{\sqrt{d}} + \mathrm{mask}\Big) v,\quad
