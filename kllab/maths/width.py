@@ -6,6 +6,13 @@ In NTK parametrisation a layer computes :math:`h = W x / \sqrt{n_{in}}` with
 sits in the initial weights instead. Both give the same function at initialisation, but
 gradient descent moves the NTK-parametrised network lazily: its kernel stays nearly
 constant during training, more so as the width grows.
+
+Lazy and rich training (Chizat, Oyallon & Bach, 2019; Kumar et al., 2023): :func:`train_centered` trains the
+centred, output-scaled model :math:`f_\alpha = \alpha (f_\theta - f_{\theta_0})` of the two-layer
+:func:`quadratic_net` (activation :math:`h + h^2/2`) with the step :math:`\eta/\alpha`; as α → ∞ it becomes
+its linearised model, whose gradient descent :func:`kernel_gd_coefficients` gives in closed form. The network
+is the quadratic form :math:`b\cdot x + x^\top Q x` (:func:`quadratic_net_moments`), so its population loss
+under :math:`x \sim \mathcal N(0, I)` is exact (:func:`gaussian_quadratic_mse`).
 """
 
 from __future__ import annotations
