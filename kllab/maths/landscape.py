@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .validation import check_finite, check_int, check_positive, check_real
+from .validation import check_finite, check_int, check_positive
 
 __all__ = ["FlatMLP", "cross_entropy", "interpolate", "barrier_profile", "loss_barrier", "hvp",
            "midpoint_prediction", "train_sgd", "spawn"]

@@ -7,7 +7,6 @@ autograd gradients (Hessian-vector products), torch autograd (the hand-written b
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -194,7 +193,6 @@ def test_train_sgd_is_plain_sgd_and_models_are_independent():
     # by hand: one step on the first batch of order 7 (a permutation of the data)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(7))[:12]
     t = start[0].clone().requires_grad_(True)
-    torch.autograd.grad(torch.nn.functional.cross_entropy(net(t, x[perm]), y[perm]), t)
     (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(net(t, x[perm]), y[perm]), t)
     one = train_sgd(net, start[:1], x, y, steps=1, lr=0.3, batch_size=12, orders=[7])
     assert torch.allclose(one[0], start[0] - 0.3 * g, atol=1e-14)
