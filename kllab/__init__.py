@@ -10,7 +10,8 @@ Three layers, one subpackage each; a layer imports only the layers above it in t
     ``games``, ``robust``, ``adversarial``, ``width``, ``kernels``, ``sequences/``, ``attribution``,
     ``adaptation``, ``detection``, ``survival``, ``surrogates``, ``margins``, ``confusion``, ``generative``,
     ``kde`` (the one KDE), ``cauchy_schwarz``, ``expfamily``, ``universal``, ``information``, ``quadratic``,
-    ``deep_kernels``; plus
+    ``deep_kernels``, ``scaling``, ``natural_gradient``, ``symmetry``, ``attention``, ``linear_dynamics``,
+    ``spectral``, ``landscape``; plus
     ``validation`` (the checks behind every "NAME must be ...; got ..." message). A new paper's numerics go into the module of their
     concept, or a new module named after the concept (never after the paper); their tests go
     into ``tests/maths/test_<module>.py``.
@@ -20,7 +21,8 @@ Three layers, one subpackage each; a layer imports only the layers above it in t
 ``kllab.harness``
     The notebook machinery: Jupyter, papermill, Voila, Dask. ``catalog`` (the 44 papers, from
     ``catalog.toml``), ``scaffold`` (``kllab new``), ``engine`` (kept-kernel execution, shared by
-    runs, sweeps and tests), ``run``, ``sweep``, ``record``, ``nbtools``, ``dashboard``, ``cli``.
+    runs, sweeps and tests), ``run``, ``sweep``, ``record``, ``ranges``, ``nbtools``, ``dashboard``,
+    ``handout`` (a course's copies), ``site`` (the static course site), ``cli``.
 
 A paper's notebook is ``notebooks/<slug>.ipynb`` (``kllab new P02`` writes its skeleton); the
 tests of every notebook (``tests/notebooks/``) pick it up from the catalog.

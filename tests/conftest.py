@@ -46,7 +46,7 @@ class Executed:
 
 @pytest.fixture(scope="session")
 def executed(tmp_path_factory):
-    """This session's headless runs (one process: the tests that use it share an xdist group)."""
+    """This session's headless runs (one process: the tests that use it share a group of kllab_groups, pyproject.toml)."""
     return Executed(tmp_path_factory.mktemp("executed"))
 
 

@@ -10,8 +10,9 @@ its outputs and compares the cells marked ``# NBVAL_CHECK_OUTPUT``.
 
 With pytest-xdist, the plugin's scheduler keeps each notebook's cells together on one worker (they
 share a kernel, in order), gives each parametrised test (one notebook's run, panel or dashboard)
-a unit of its own, so that the notebooks spread over the workers, and keeps other tests with
-their module (module-scoped fixtures).
+a unit of its own, so that the notebooks spread over the workers, keeps each group of the ``kllab_groups``
+ini option together in one process, in collection order, and keeps other tests with their module
+(module-scoped fixtures).
 """
 
 from __future__ import annotations
@@ -63,11 +64,42 @@ def pytest_configure(config):
     nbval.plugin.RunningKernel = KeptRunningKernel
 
 
+def pytest_addoption(parser):
+    parser.addini("kllab_groups", type="linelist", default=[],
+                  help="xdist units that must run in one process, in collection order, one per line: "
+                       "'NAME: NODEID-PREFIX NODEID-PREFIX ...' (a prefix matches itself, 'prefix[...]' and 'prefix::...')")
+
+
+def _groups(config) -> list[tuple[str, tuple[str, ...]]]:
+    groups = []
+    for line in config.getini("kllab_groups"):
+        name, sep, prefixes = line.partition(":")
+        if not sep or not prefixes.split():
+            raise ValueError(f"kllab_groups: each line must be 'NAME: NODEID-PREFIX ...'; got {line!r}")
+        groups.append((name.strip(), tuple(prefixes.split())))
+    return groups
+
+
+def _group_of(nodeid: str, groups) -> str | None:
+    for name, prefixes in groups:
+        for prefix in prefixes:
+            if nodeid == prefix or nodeid.startswith((prefix + "[", prefix + "::")):
+                return name
+    return None
+
+
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
+    groups = _groups(config)
+
     class NotebookScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
+            # The ini's groups, not pytest.mark.xdist_group: xdist's --dist loadgroup renames items, which
+            # pytest 9.2 ignores (the nodeid is no longer an attribute a plugin can set).
+            group = _group_of(nodeid, groups)
+            if group is not None:
+                return "group:" + group
             if ".ipynb::" in nodeid:
                 return nodeid.split("::", 1)[0]
             if nodeid.endswith("]"):

@@ -96,3 +96,33 @@ def test_bad_workers(workers):
 
 def test_kernels_are_registered_for_shutdown_at_exit():
     assert kernels._AT_EXIT, "the first kernel registered shutdown_all with atexit"
+
+
+def test_kllab_groups_run_in_one_process_in_collection_order(tmp_path):
+    """The scheduler keeps an ini group on one worker, in order (the course site needs test_fast's runs)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "test_a.py").write_text(
+        "import os, pytest\n"
+        "@pytest.mark.parametrize('i', range(6))\n"
+        "def test_first(i):\n"
+        "    open(f'log_{os.environ[\"PYTEST_XDIST_WORKER\"]}', 'a').write(f'first{i}\\n')\n"
+        "def test_other():\n    pass\n", encoding="utf-8")
+    (tmp_path / "test_b.py").write_text(
+        "import os\n"
+        "def test_after():\n"
+        "    open(f'log_{os.environ[\"PYTEST_XDIST_WORKER\"]}', 'a').write('after\\n')\n", encoding="utf-8")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nkllab_groups =\n    together: test_a.py::test_first test_b.py\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "kllab.harness.nbval_kept",
+                           "-n", "2", "-p", "no:randomly"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    logs = [p.read_text().split() for p in tmp_path.glob("log_gw*")]
+    assert len(logs) == 1, logs
+    assert logs[0] == [f"first{i}" for i in range(6)] + ["after"], logs
+
+    (tmp_path / "pytest.ini").write_text("[pytest]\nkllab_groups =\n    no prefixes\n", encoding="utf-8")
+    bad = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "kllab.harness.nbval_kept",
+                          "-n", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "kllab_groups: each line must be 'NAME: NODEID-PREFIX ...'" in bad.stdout + bad.stderr

@@ -10,7 +10,9 @@ from torch.distributions import MultivariateNormal, kl_divergence
 
 from kllab.maths import deep_kernels as dk
 
-torch.set_num_threads(1)
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Tiny tensors: one intra-op thread, restored after each test."""
 
 
 def _spd(n, seed, scale=1.0):

@@ -13,7 +13,9 @@ import torch
 from kllab.maths.landscape import (FlatMLP, barrier_profile, cross_entropy, hvp, interpolate, loss_barrier,
                                    midpoint_prediction, spawn, train_sgd)
 
-torch.set_default_dtype(torch.float64)
+@pytest.fixture(autouse=True)
+def _float64(float64):
+    """Every test here runs in float64; the default dtype is restored after each (doctests share the worker)."""
 
 
 def _moons(n=60, seed=0):

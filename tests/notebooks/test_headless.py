@@ -20,7 +20,6 @@ def _run(entry, params):
     return engine.run_point(engine.task_for(entry.path, params))
 
 
-@pytest.mark.xdist_group("executed")
 @notebook_params
 def test_fast(entry, tmp_path, executed):
     r = _run(entry, {"FAST": True, "INTERACTIVE": False})

@@ -1,6 +1,6 @@
 """The course site (`kllab site`), built from the notebooks this test session already executed, read in Chromium.
 
-Runs after test_fast in the same process (one xdist group): the site is built from those runs and
+Runs after test_fast in the same process (the "executed" group of kllab_groups, pyproject.toml): the site is built from those runs and
 nothing executes again. Every page loads and draws every figure with data; the solution toggles open;
 no internal link is broken; search finds a paper by a word of its title. Prints the build time,
 the page sizes and the time to the first figure.
@@ -21,8 +21,6 @@ from helpers import NOTEBOOK_ENTRIES
 
 from kllab.harness import catalog, site
 from kllab.harness.run import PLOTLY_JSON
-
-pytestmark = pytest.mark.xdist_group("executed")
 
 PAGE_LIMIT = 3_000_000  # bytes: a paper's page with its figures (plotly.js is one shared file)
 
@@ -48,7 +46,7 @@ def built(executed, request, tmp_path_factory):
     if not selected:
         pytest.skip("the site is built from test_fast's runs (tests/notebooks/test_headless.py); none was selected")
     ran = {i.callspec.params["entry"].id for i in selected}
-    assert set(executed.results) == ran, "test_fast ran in another process: the site needs --dist loadgroup"
+    assert set(executed.results) == ran, "test_fast ran in another process: see kllab_groups in pyproject.toml"
     executed.write_results()
     out = tmp_path_factory.mktemp("site") / "site"
     start = time.perf_counter()
