@@ -281,16 +281,6 @@ def _check_problem(spectrum, teacher, features) -> tuple[np.ndarray, np.ndarray 
     return lam, w, None
 
 
-def _loss_of_map(b: np.ndarray, lam: np.ndarray, w: np.ndarray | None) -> float:
-    # The student's coefficients on x are beta = B w; its loss is (w - Bw)^T Lambda (w - Bw), and its mean over
-    # teachers w ~ N(0, I) is tr((I - B)^T Lambda (I - B)) = sum_ij lambda_i (I - B)_ij^2.
-    r = np.eye(lam.size) - b
-    if w is None:
-        return float(np.sum(lam[:, None] * r ** 2))
-    d = r @ w
-    return float(d @ (lam * d))
-
-
 def population_mse(theta, spectrum, teacher, features=None) -> float:
     r"""Exact population loss :math:`(w - A^\top\theta)^\top \Lambda (w - A^\top\theta)` of the student
     :math:`\theta^\top A x` (``features=None``: :math:`A = I`, the student is :math:`\theta^\top x`).
@@ -337,10 +327,13 @@ def train_random_features(spectrum, teacher, features, n_train: int, rng: np.ran
         theta = min_norm_fit(x if a is None else x @ a.T, x @ w)
         return population_mse(theta, lam, w, a)
     if a is None:
-        b = np.linalg.pinv(x) @ x                   # beta = X^+ X w
-    else:
-        b = a.T @ np.linalg.pinv(x @ a.T) @ x       # beta = A^T (X A^T)^+ X w
-    return _loss_of_map(b, lam, None)
+        # beta = X^+ X w: I - B is the projection onto the null space of X, so the mean loss is sum_i lambda_i (I - B)_ii
+        q = np.linalg.qr(x.T)[0]                    # orthonormal basis of the row space of X, (M, min(D, M))
+        return max(float(lam.sum() - lam @ np.sum(q * q, axis=1)), 0.0)   # >= 0 up to rounding
+    # beta = A^T G w with G = (X A^T)^+ X (P, M): tr((I-B)^T Lambda (I-B)) = tr(Lambda) - 2 tr(Lambda A^T G) + tr(G^T (A Lambda A^T) G)
+    g = np.linalg.pinv(x @ a.T) @ x
+    al = a * lam
+    return max(float(lam.sum() - 2.0 * np.sum(al * g) + np.sum(g * ((al @ a.T) @ g))), 0.0)
 
 
 def infinite_data_mse(spectrum, teacher, features) -> float:
@@ -354,8 +347,12 @@ def infinite_data_mse(spectrum, teacher, features) -> float:
     lam, w, a = _check_problem(spectrum, teacher, features)
     if a is None:
         return 0.0
-    b = a.T @ np.linalg.pinv((a * lam) @ a.T) @ (a * lam)
-    return _loss_of_map(b, lam, w)
+    al = a * lam
+    gram = al @ a.T
+    g = np.linalg.pinv(gram) @ al               # theta* = G w
+    if w is not None:
+        return population_mse(g @ w, lam, w, a)
+    return max(float(lam.sum() - 2.0 * np.sum(al * g) + np.sum(g * (gram @ g))), 0.0)
 
 
 def variance_limited_mse(l_inf: float, n_features: int, n_train) -> np.ndarray:
