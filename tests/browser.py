@@ -84,16 +84,33 @@ def voila_server(notebook: str | None = None, preheat: bool = False, root: Path 
         log.close()
 
 
+_RUNNING = []  # the sync playwright of the outermost open browser() in this process
+
+
 @contextmanager
 def browser():
+    """A headless Chromium. Inside another open ``browser()`` (the dashboard tests keep one for the whole
+    session) it is launched from that one's playwright: a second sync playwright cannot start in a
+    process whose first one still runs its event loop."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+    if _RUNNING:
+        b = _RUNNING[-1].chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
         try:
             yield b
         finally:
             b.close()
+        return
+    with sync_playwright() as p:
+        _RUNNING.append(p)
+        try:
+            b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+            try:
+                yield b
+            finally:
+                b.close()
+        finally:
+            _RUNNING.pop()
 
 
 def close_page(page) -> None:
