@@ -200,6 +200,17 @@ def _rcond(J: torch.Tensor, rcond: float | None) -> float:
     return check_real("rcond", rcond, low=0.0, high=1.0, high_open=True)
 
 
+def _truncated_svd(J, r, k, lr, rcond):
+    # Checked inputs, the thin SVD of J and the mask of the singular directions a rank-k step keeps.
+    J, r = _check_system(J, r)
+    k = check_int("k", k, low=1)
+    lr = check_positive("lr", lr)
+    tol = _rcond(J, rcond)
+    U, S, Vh = torch.linalg.svd(J, full_matrices=False)
+    keep = (torch.arange(S.shape[0]) < k) & (S > tol * S[0])
+    return J, r, lr, U, S, Vh, keep
+
+
 def truncated_pinv_step(J: torch.Tensor, r: torch.Tensor, k: int, *, lr: float = 1.0,
                         rcond: float | None = None) -> torch.Tensor:
     r"""Sven's step :math:`\delta_k = -\eta\, V_k S_k^{-1} U_k^\top r` from the top-``k`` singular triplets of ``J``.
@@ -226,12 +237,7 @@ def truncated_pinv_step(J: torch.Tensor, r: torch.Tensor, k: int, *, lr: float =
     >>> truncated_pinv_step(J, torch.tensor([1.0, 1.0], dtype=torch.float64), k=1)
     tensor([-0.5000, -0.0000], dtype=torch.float64)
     """
-    J, r = _check_system(J, r)
-    k = check_int("k", k, low=1)
-    lr = check_positive("lr", lr)
-    tol = _rcond(J, rcond)
-    U, S, Vh = torch.linalg.svd(J, full_matrices=False)
-    keep = (torch.arange(S.shape[0]) < k) & (S > tol * S[0])
+    J, r, lr, U, S, Vh, keep = _truncated_svd(J, r, k, lr, rcond)
     coef = torch.where(keep, (U.T @ r) / torch.where(keep, S, torch.ones_like(S)), torch.zeros_like(S))
     return -lr * (Vh.T @ coef)
 
@@ -248,12 +254,7 @@ def predicted_decrease(J: torch.Tensor, r: torch.Tensor, k: int, *, lr: float = 
     >>> float(predicted_decrease(J, torch.tensor([1.0, 1.0], dtype=torch.float64), k=1, lr=0.5))
     0.5
     """
-    J, r = _check_system(J, r)
-    k = check_int("k", k, low=1)
-    lr = check_positive("lr", lr)
-    tol = _rcond(J, rcond)
-    U, S, _ = torch.linalg.svd(J, full_matrices=False)
-    keep = (torch.arange(S.shape[0]) < k) & (S > tol * S[0])
+    J, r, lr, U, S, _, keep = _truncated_svd(J, r, k, lr, rcond)
     return 2 * lr / J.shape[0] * ((U.T @ r)[keep] ** 2).sum()
 
 

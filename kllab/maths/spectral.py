@@ -189,6 +189,21 @@ def probe_predict(weights, bias, z) -> np.ndarray:
     return (z @ weights.T + bias).argmax(1)
 
 
+def _probe_inputs(train_features, train_labels, test_features, n_classes, dims):
+    # The checked inputs of a probe: features, test features, class count, labels, their PCA, probe dimensions.
+    f = _features("train_features", train_features)
+    ft = _features("test_features", test_features)
+    if ft.shape[1] != f.shape[1]:
+        raise ValueError(f"test_features must have {f.shape[1]} columns (as train_features); got shape {ft.shape}")
+    n_classes = check_int("n_classes", n_classes, low=2)
+    y = _labels("train_labels", train_labels, f.shape[0], n_classes)
+    spec = pca(f)
+    dims = [check_int("dims", d, low=1, high=spec.rank) for d in dims]
+    if not dims:
+        raise ValueError("dims must name at least one probe dimension; got an empty sequence")
+    return f, ft, n_classes, y, spec, dims
+
+
 def spectral_probe(train_features, train_labels, test_features, test_labels, dims: Sequence[int],
                    n_classes: int, *, l2: float = 1e-3) -> np.ndarray:
     r"""Test accuracy of the softmax probe fitted on the top-``d`` principal scores, for each ``d`` in ``dims``.
@@ -201,17 +216,8 @@ def spectral_probe(train_features, train_labels, test_features, test_labels, dim
     >>> spectral_probe(f, y, f, y, [2, 5], 3).tolist()
     [1.0, 1.0]
     """
-    f = _features("train_features", train_features)
-    ft = _features("test_features", test_features)
-    if ft.shape[1] != f.shape[1]:
-        raise ValueError(f"test_features must have {f.shape[1]} columns (as train_features); got shape {ft.shape}")
-    n_classes = check_int("n_classes", n_classes, low=2)
-    y = _labels("train_labels", train_labels, f.shape[0], n_classes)
+    f, ft, n_classes, y, spec, dims = _probe_inputs(train_features, train_labels, test_features, n_classes, dims)
     yt = _labels("test_labels", test_labels, ft.shape[0], n_classes)
-    spec = pca(f)
-    dims = [check_int("dims", d, low=1, high=spec.rank) for d in dims]
-    if not dims:
-        raise ValueError("dims must name at least one probe dimension; got an empty sequence")
     out = []
     for d in dims:
         w, b = fit_softmax_probe(pca_scores(spec, f, d), y, n_classes, l2=l2)
@@ -254,16 +260,7 @@ def least_squares_scores(train_features, train_labels, test_features, dims: Sequ
     first :math:`d` coefficients of the full fit, :math:`\hat Y_d(f) = \bar y + (f - \bar f) V_{:d}
     S_{:d}^{-1} U_{:d}^\top Y`, so one SVD serves every ``d``.
     """
-    f = _features("train_features", train_features)
-    ft = _features("test_features", test_features)
-    if ft.shape[1] != f.shape[1]:
-        raise ValueError(f"test_features must have {f.shape[1]} columns (as train_features); got shape {ft.shape}")
-    n_classes = check_int("n_classes", n_classes, low=2)
-    y = _labels("train_labels", train_labels, f.shape[0], n_classes)
-    spec = pca(f)
-    dims = [check_int("dims", d, low=1, high=spec.rank) for d in dims]
-    if not dims:
-        raise ValueError("dims must name at least one probe dimension; got an empty sequence")
+    f, ft, n_classes, y, spec, dims = _probe_inputs(train_features, train_labels, test_features, n_classes, dims)
     target = one_hot(y, n_classes)
     coef = spec.u.T @ (target - target.mean(0))                              # (r, K): U^T Y_c
     sing = np.sqrt(spec.variances * (f.shape[0] - 1))                         # singular values S
