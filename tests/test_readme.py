@@ -32,3 +32,10 @@ def test_every_cli_subcommand_in_readme_exists():
             main([sub, "--help"])
         except SystemExit as e:
             assert e.code == 0, sub
+
+
+def test_every_picture_in_the_readme_is_in_the_repository():
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", README)
+    assert pictures, "the README shows the course site"
+    root = Path(__file__).resolve().parents[1]
+    assert [p for p in pictures if not (root / p).is_file()] == []
