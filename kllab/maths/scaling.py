@@ -281,6 +281,13 @@ def _check_problem(spectrum, teacher, features) -> tuple[np.ndarray, np.ndarray 
     return lam, w, None
 
 
+def _teacher_mean_loss(g: np.ndarray, lam: np.ndarray, a: np.ndarray) -> float:
+    # The student theta = G w has coefficients beta = A^T G w on x; its loss averaged over teachers w ~ N(0, I) is
+    # tr((I - B)^T Lambda (I - B)) with B = A^T G, = tr(Lambda) - 2 tr(Lambda A^T G) + tr(G^T (A Lambda A^T) G).
+    al = a * lam
+    return max(float(lam.sum() - 2.0 * np.sum(al * g) + np.sum(g * ((al @ a.T) @ g))), 0.0)   # >= 0 up to rounding
+
+
 def population_mse(theta, spectrum, teacher, features=None) -> float:
     r"""Exact population loss :math:`(w - A^\top\theta)^\top \Lambda (w - A^\top\theta)` of the student
     :math:`\theta^\top A x` (``features=None``: :math:`A = I`, the student is :math:`\theta^\top x`).
@@ -330,10 +337,8 @@ def train_random_features(spectrum, teacher, features, n_train: int, rng: np.ran
         # beta = X^+ X w: I - B is the projection onto the null space of X, so the mean loss is sum_i lambda_i (I - B)_ii
         q = np.linalg.qr(x.T)[0]                    # orthonormal basis of the row space of X, (M, min(D, M))
         return max(float(lam.sum() - lam @ np.sum(q * q, axis=1)), 0.0)   # >= 0 up to rounding
-    # beta = A^T G w with G = (X A^T)^+ X (P, M): tr((I-B)^T Lambda (I-B)) = tr(Lambda) - 2 tr(Lambda A^T G) + tr(G^T (A Lambda A^T) G)
-    g = np.linalg.pinv(x @ a.T) @ x
-    al = a * lam
-    return max(float(lam.sum() - 2.0 * np.sum(al * g) + np.sum(g * ((al @ a.T) @ g))), 0.0)
+    # theta = G w with G = (X A^T)^+ X, shape (P, M)
+    return _teacher_mean_loss(np.linalg.pinv(x @ a.T) @ x, lam, a)
 
 
 def infinite_data_mse(spectrum, teacher, features) -> float:
@@ -347,12 +352,10 @@ def infinite_data_mse(spectrum, teacher, features) -> float:
     lam, w, a = _check_problem(spectrum, teacher, features)
     if a is None:
         return 0.0
-    al = a * lam
-    gram = al @ a.T
-    g = np.linalg.pinv(gram) @ al               # theta* = G w
+    g = np.linalg.pinv((a * lam) @ a.T) @ (a * lam)   # theta* = G w
     if w is not None:
         return population_mse(g @ w, lam, w, a)
-    return max(float(lam.sum() - 2.0 * np.sum(al * g) + np.sum(g * (gram @ g))), 0.0)
+    return _teacher_mean_loss(g, lam, a)
 
 
 def variance_limited_mse(l_inf: float, n_features: int, n_train) -> np.ndarray:

@@ -10,6 +10,7 @@ from torch.distributions import MultivariateNormal, kl_divergence
 
 from kllab.maths import deep_kernels as dk
 
+
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread):
     """Tiny tensors: one intra-op thread, restored after each test."""
