@@ -3,8 +3,12 @@
 Every notebook's dashboard at its defaults, in a real Voila server (kllab's configuration, with its pool of
 one warm kernel) and headless Chromium, on this machine (the browser shares its cores with the server):
 
-1. Cold first figure: the seconds from opening the dashboard's URL to its first figure drawn, with the
-   warm pool refilled before each page (a server that has been up for a few seconds).
+0. (``--parts 0``, alone: quick) Cold first figure of every dashboard, and where its time goes: by the page's
+   clock, when the page's HTML had arrived, when plotly.js was ready, when the page asked the server to run the
+   notebook, when the first output arrived and when the first figure was drawn.
+1. Cold first figure: the seconds from opening the dashboard's URL to its first figure drawn (by the page's
+   clock, from the navigation's start), with the warm pool refilled before each page (a server that has been
+   up for a few seconds), in a fresh browser context (nothing cached).
 2. Knob to redrawn figure, timed in the page: from just before a key press or click to the end of the
    last ``Plotly.react`` it caused. Each slider steps right then left and each toggle group changes
    twice, 2 s apart (a reader looking at the figures; the panel prefetches the values one key press
@@ -87,6 +91,46 @@ def wait_for_pool(proc, taken=(), timeout: float = 90) -> None:
 
 def _idle(page) -> None:
     wait_until(lambda: page.evaluate("() => document.querySelector('.kl-status').dataset.idle === '1'"), 60)
+
+
+# The milestones of a page's first figure, by the page's clock (ms from the navigation's start).
+JS_MILESTONES = """(() => {
+    if (window.__klMilestones) return;
+    const m = window.__klMilestones = {};
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native {
+        send(data) {
+            if (m.run === undefined && String(this.url).includes('/voila/execution/')) m.run = performance.now();
+            return super.send(data);
+        }
+    };
+    new MutationObserver((records, obs) => {
+        if (m.plotly === undefined && window.Plotly) m.plotly = performance.now();
+        if (m.output === undefined && document.querySelector('[cell-index] .jp-OutputArea-output')) m.output = performance.now();
+        if (m.plotly !== undefined && m.output !== undefined) obs.disconnect();
+    }).observe(document, {childList: true, subtree: true});
+})()"""
+
+
+def first_figure_paths(b, entries) -> None:
+    print("0. Every dashboard's cold first figure, and where its time goes (s, by the page's clock from the"
+          " navigation's start)")
+    print(f"   {'notebook':<9}{'HTML':>6}{'plotly.js':>10}{'run asked':>10}{'1st output':>11}{'1st figure':>11}")
+    firsts = []
+    with voila_server() as (url, proc):
+        for e in entries:
+            wait_for_pool(proc)
+            page = b.new_page(viewport={"width": 1280, "height": 800})
+            page.add_init_script(JS_MILESTONES)
+            first = open_dashboard(page, f"{url}/voila/render/{e.notebook}")
+            m = page.evaluate("() => ({...window.__klMilestones, "
+                              "html: performance.getEntriesByType('navigation')[0].responseEnd})")
+            close_page(page)
+            firsts.append(first)
+            col = lambda k, w: f"{m[k] / 1000:>{w}.2f}" if m.get(k) is not None else f"{'-':>{w}}"  # noqa: E731
+            print(f"   {e.id:<9}{col('html', 6)}{col('plotly', 10)}{col('run', 10)}{col('output', 11)}{first:>11.2f}",
+                  flush=True)
+    print(f"   first figure: median {statistics.median(firsts):.2f} s, max {max(firsts):.2f} s (targets 3 s, 5 s)")
 
 
 PAUSE = 2.0
@@ -194,12 +238,15 @@ def ten_in_sequence(b, entries) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="catalog ids (default: every notebook)")
-    parser.add_argument("--parts", default="14", help="1 (parts 1-3, every dashboard) and/or 4 (ten in sequence)")
+    parser.add_argument("--parts", default="14", help="0 (first figures only, with their paths), 1 (parts 1-3, "
+                                                       "every dashboard) and/or 4 (ten in sequence)")
     args = parser.parse_args()
     # a kill (SIGTERM) unwinds like Ctrl-C, so that the Voila server and its kernels are stopped, not orphaned
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     entries = [e for e in catalog.entries() if e.notebook and (not args.only or e.id in args.only)]
     with browser() as b:
+        if "0" in args.parts:
+            first_figure_paths(b, entries)
         if "1" in args.parts:
             dashboards(b, entries)
         if "4" in args.parts:
