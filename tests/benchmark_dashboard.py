@@ -112,6 +112,12 @@ JS_MILESTONES = """(() => {
 })()"""
 
 
+def _seconds(milestones: dict, key: str, width: int) -> str:
+    """A milestone in seconds, right-aligned in ``width`` characters; "-" if the page never reached it."""
+    ms = milestones.get(key)
+    return f"{ms / 1000:>{width}.2f}" if ms is not None else f"{'-':>{width}}"
+
+
 def first_figure_paths(b, entries) -> None:
     print("0. Every dashboard's cold first figure, and where its time goes (s, by the page's clock from the"
           " navigation's start)")
@@ -127,9 +133,8 @@ def first_figure_paths(b, entries) -> None:
                               "html: performance.getEntriesByType('navigation')[0].responseEnd})")
             close_page(page)
             firsts.append(first)
-            col = lambda k, w: f"{m[k] / 1000:>{w}.2f}" if m.get(k) is not None else f"{'-':>{w}}"  # noqa: E731
-            print(f"   {e.id:<9}{col('html', 6)}{col('plotly', 10)}{col('run', 10)}{col('output', 11)}{first:>11.2f}",
-                  flush=True)
+            print(f"   {e.id:<9}{_seconds(m, 'html', 6)}{_seconds(m, 'plotly', 10)}{_seconds(m, 'run', 10)}"
+                  f"{_seconds(m, 'output', 11)}{first:>11.2f}", flush=True)
     print(f"   first figure: median {statistics.median(firsts):.2f} s, max {max(firsts):.2f} s (targets 3 s, 5 s)")
 
 

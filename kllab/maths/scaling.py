@@ -352,7 +352,8 @@ def infinite_data_mse(spectrum, teacher, features) -> float:
     lam, w, a = _check_problem(spectrum, teacher, features)
     if a is None:
         return 0.0
-    g = np.linalg.pinv((a * lam) @ a.T) @ (a * lam)   # theta* = G w
+    al = a * lam
+    g = np.linalg.pinv(al @ a.T) @ al               # theta* = G w
     if w is not None:
         return population_mse(g @ w, lam, w, a)
     return _teacher_mean_loss(g, lam, a)
