@@ -10,7 +10,8 @@ one warm kernel) and headless Chromium, on this machine (the browser shares its 
    clock, from the navigation's start), with the warm pool refilled before each page (a server that has been
    up for a few seconds), in a fresh browser context (nothing cached).
 2. Knob to redrawn figure, timed in the page: from just before a key press or click to the end of the
-   last ``Plotly.react`` it caused. Each slider steps right then left and each toggle group changes
+   last ``Plotly.react`` it caused; closed-form moves (figures computed within ``CLOSED_FORM_MS``) apart from
+   training ones. Each slider steps right then left and each toggle group changes
    twice, 2 s apart (a reader looking at the figures; the panel prefetches the values one key press
    away meanwhile, so a move it did not reach in time is timed with its computation). Also the
    kernel's own compute time of an uncached value (the cost of a jump). "1st upd" is the move's first
@@ -150,7 +151,7 @@ def measure(b, url: str, proc, e) -> dict:
     kernel = page.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
     time.sleep(PAUSE)
     toggles, sliders = panel_controls(page)
-    moves, computes, firsts = {}, [], []
+    moves, computes, timed = {}, [], []
     for s in range(sliders.count()):
         h = sliders.nth(s)
         at_max = h.get_attribute("aria-valuenow") == h.get_attribute("aria-valuemax")
@@ -163,14 +164,14 @@ def measure(b, url: str, proc, e) -> dict:
                 print(f"   ({e.id}: slider {s} {key} from {value} redrew nothing; not timed)")
                 continue
             moves.setdefault(f"slider {s}", []).append(r["total"])
-            firsts.append(r["first"])
+            timed.append(r)
             time.sleep(PAUSE)
     for g in range(toggles.count()):
         for _ in range(2):
             btn = toggles.nth(g).locator("button:not(.mod-active)").first
             r = timed_move(page, btn.click)
             moves.setdefault(f"toggle {g}", []).append(r["total"])
-            firsts.append(r["first"])
+            timed.append(r)
             time.sleep(PAUSE)
     # the kernel's compute time of an uncached value: a jump to a slider's far end
     if sliders.count():
@@ -186,7 +187,7 @@ def measure(b, url: str, proc, e) -> dict:
     burst = settle_after(page, t0, timeout=120)
     close_page(page)
     wait_for_pool(proc, taken=(kernel,))
-    return {"first": first, "moves": moves, "compute": computes, "burst": burst, "first_update": firsts}
+    return {"first": first, "moves": moves, "compute": computes, "burst": burst, "timed": timed}
 
 
 def _pct(values, q):
@@ -194,25 +195,44 @@ def _pct(values, q):
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
+CLOSED_FORM_MS = 150.0
+"""A move whose figures the kernel computed within this many milliseconds counts as a closed-form move (held to
+the redraw targets, 150 ms p50 and 300 ms p95); a slower computation, training or a sweep, is held to 2 s, or to
+its first update within 0.5 s where the panel draws it as it goes. Each move is judged by its own values (a
+prefetched value by what it took when it was prefetched)."""
+
+
+def _ms(values, q) -> str:
+    return f"{_pct(values, q):.0f}" if values else "-"
+
+
 def dashboards(b, entries) -> None:
-    print("1-3. Every dashboard at its defaults: first figure, knob to redrawn figure (ms, moves 2 s apart), the"
-          " kernel's compute of an uncached value, settling after a burst of 50 moves")
-    print(f"   {'notebook':<9}{'first s':>8}{'p50 ms':>8}{'p95 ms':>8}{'1st upd p95':>12}{'uncached ms':>13}{'burst ms':>10}"
-          "   per knob p50")
-    firsts, everything = [], []
+    print("1-3. Every dashboard at its defaults: first figure; knob to redrawn figure (ms, moves 2 s apart), closed-form"
+          f" moves (computed in <= {CLOSED_FORM_MS:.0f} ms) apart from training ones; the kernel's compute of an uncached"
+          " value; settling after a burst of 50 moves")
+    print(f"   {'':<17}{'closed-form moves':^24}{'training moves':^30}")
+    print(f"   {'notebook':<9}{'first s':>8}{'n':>4}{'p50 ms':>10}{'p95 ms':>10}{'n':>4}{'p95 ms':>10}{'1st upd p95':>16}"
+          f"{'uncached ms':>13}{'burst ms':>10}   per knob p50")
+    firsts, closed, training, training_first = [], [], [], []
     with voila_server() as (url, proc):
         for e in entries:
             r = measure(b, url, proc, e)
-            all_moves = [v for vs in r["moves"].values() for v in vs]
-            everything += all_moves
+            fast = [m["total"] for m in r["timed"] if m["compute"] <= CLOSED_FORM_MS]
+            slow = [m for m in r["timed"] if m["compute"] > CLOSED_FORM_MS]
+            closed += fast
+            training += [m["total"] for m in slow]
+            training_first += [m["first"] for m in slow]
             firsts.append(r["first"])
             per_knob = ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in r["moves"].items())
             compute = f"{r['compute'][0]:.0f}" if r["compute"] else "-"
-            print(f"   {e.id:<9}{r['first']:>8.2f}{_pct(all_moves, 0.5):>8.0f}{_pct(all_moves, 0.95):>8.0f}"
-                  f"{_pct(r['first_update'], 0.95):>12.0f}{compute:>13}{r['burst']:>10.0f}   {per_knob}", flush=True)
+            print(f"   {e.id:<9}{r['first']:>8.2f}{len(fast):>4}{_ms(fast, 0.5):>10}{_ms(fast, 0.95):>10}{len(slow):>4}"
+                  f"{_ms([m['total'] for m in slow], 0.95):>10}{_ms([m['first'] for m in slow], 0.95):>16}"
+                  f"{compute:>13}{r['burst']:>10.0f}   {per_knob}", flush=True)
     print(f"   first figure: median {statistics.median(firsts):.2f} s, max {max(firsts):.2f} s (targets 3 s, 5 s)")
-    print(f"   knob to redrawn figure over {len(everything)} moves: p50 {_pct(everything, 0.5):.0f} ms, "
-          f"p95 {_pct(everything, 0.95):.0f} ms (targets 150, 300)")
+    print(f"   closed-form knob to redrawn figure over {len(closed)} moves: p50 {_ms(closed, 0.5)} ms, "
+          f"p95 {_ms(closed, 0.95)} ms (targets 150, 300)")
+    print(f"   training knob over {len(training)} moves: p95 {_ms(training, 0.95)} ms, first update p95 "
+          f"{_ms(training_first, 0.95)} ms (targets 2000, or a first update within 500)")
 
 
 def ten_in_sequence(b, entries) -> None:

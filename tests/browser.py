@@ -317,7 +317,19 @@ def exercise_dashboard(page, n_knobs: int, ends: bool = True) -> dict:
     return timings
 
 
-JS_MARK = "() => { window.__klT0 = performance.now(); return window.__klT0; }"
+JS_MARK = """() => {
+    // the reader's input after this mark, by the event's own time: the harness's delivery of it is not the reader's wait
+    window.__klInput = undefined;
+    if (!window.__klInputHook) {
+        window.__klInputHook = true;
+        for (const type of ['keydown', 'click'])
+            document.addEventListener(type, e => { if (window.__klInput === undefined) window.__klInput = e.timeStamp; }, true);
+    }
+    window.__klT0 = performance.now();
+    return window.__klT0;
+}"""
+JS_LOCAL_DRAWS = "() => Array.from(document.querySelectorAll('.kl-figure')).map(d => +(d.dataset.localDraws || 0))"
+"""Per figure of the panel, the moves the page drew from the figures it kept, before the kernel answered."""
 # The knob panel's figures (kllab.ui.figure_view.FigureView): what each shows, and when it was last drawn.
 JS_VIEWS = """() => Array.from(document.querySelectorAll('.kl-figure')).map(d => ({
     knobs: d.dataset.knobs ? JSON.parse(d.dataset.knobs) : null, serial: +(d.dataset.serial || 0),
@@ -330,14 +342,15 @@ def views(page) -> list[dict]:
 
 
 def timed_move(page, action, timeout: float = 60) -> dict:
-    """Do ``action`` (a knob move) and time it in the page: from just before the move to the end of the
-    last ``Plotly.react`` it caused, once the panel is idle. Returns milliseconds: ``total``, ``first`` (the
+    """Do ``action`` (a knob move) and time it in the page: from the key press or click (the event's time) to
+    the end of the last ``Plotly.react`` it caused, once the panel is idle. Returns milliseconds: ``total``, ``first`` (the
     first figure redrawn: sooner than ``total`` where the panel draws training as it goes), the kernel's
-    ``compute``, the browser's ``draw`` (the longest react of the move), and ``changed`` (figures redrawn)."""
+    ``compute`` of the values now shown (for a prefetched value, what it took when prefetched), the browser's ``draw`` (the longest react of the move), and ``changed`` (figures redrawn)."""
     before = panel(page)["updates"]
-    t0 = page.evaluate(JS_MARK)
+    page.evaluate(JS_MARK)
     action()
     wait_for_update(page, before, timeout)
+    t0 = page.evaluate("() => window.__klInput === undefined ? window.__klT0 : window.__klInput")
     time.sleep(0.05)  # a react still in flight ends within a frame or two
     vs = wait_until(lambda: (v := views(page)) and all(not x["drawnAt"] or x["drawnAt"] < t0 or x["knobs"] for x in v)
                     and v, 5)

@@ -117,10 +117,20 @@ def _trim_heap() -> None:
         pass
 
 
+def _canonical(value):
+    """A knob's value as the panel reads it: a float to 10 significant digits, since the page's slider
+    arithmetic leaves noise in the last bits of a position (0.30000000000000004 for 0.3, one step up and
+    down); anything else as it is.
+
+    >>> _canonical(0.1 + 0.2), _canonical(10 ** -0.9), _canonical(3)
+    (0.3, 0.1258925412, 3)
+    """
+    return float(f"{value:.10g}") if isinstance(value, float) else value
+
+
 def _key(values: Mapping) -> tuple:
-    """A cache key for knob values: floats to 10 significant digits (the page's slider arithmetic and
-    Python's may differ in the last bits of the same position)."""
-    return tuple((k, float(f"{v:.10g}") if isinstance(v, float) else v) for k, v in values.items())
+    """A cache key for knob values (read with :func:`_canonical`)."""
+    return tuple((k, _canonical(v)) for k, v in values.items())
 
 
 def _grid_steps(pos: float, lo: float, hi: float, step: float) -> list[float]:
@@ -156,8 +166,8 @@ def _neighbours(w: W.ValueWidget) -> list:
 
 
 PREFETCH_DELAY = 0.3
-"""Seconds a prefetch waits after the figures were sent: the page draws them first (on one machine,
-the browser and the kernel share its cores)."""
+"""Seconds a prefetch waits after figures were sent: the page draws them first (on one machine, the
+browser and the kernel share its cores). Prefetches that follow one another do not wait."""
 
 
 class _Job:
@@ -201,7 +211,8 @@ class KnobPanel:
     prefetch : bool
         With ``background``: once the figures show the current values, compute the values one
         key press away (each slider one step either way, each other option) while the reader
-        looks, so that the next move redraws at once. Any move stops it.
+        looks, and send their figures to the page, so that the next move redraws at once, drawn
+        by the page itself. Any move stops it.
     cache_size : int
         How many sets of knob values keep their figures (most recent first).
 
@@ -211,6 +222,9 @@ class KnobPanel:
         The figures on show (replaced at each redraw).
     shown : dict
         The knob values the figures on show were computed at.
+    compute_s : float
+        The seconds the figures on show took to compute (when they were computed, for figures the panel
+        drew from its cache).
     views : list of FigureView
         The widgets that draw :attr:`figures` in the page.
     widget : ipywidgets.VBox
@@ -246,10 +260,13 @@ class KnobPanel:
         self.background = _in_kernel() if background is None else background
         self.prefetch, self.cache_size = prefetch and self.background, cache_size
         self.shown = self.values()
+        t0 = time.perf_counter()
         self._figures = self._call(self.shown)
-        self.views = [FigureView(_figure_json(f), self.shown) for f in self._figures]
+        self.compute_s = time.perf_counter() - t0  # the seconds the figures on show took to compute
+        controls = [w.model_id for w in self.knobs.values()]
+        self.views = [FigureView(_figure_json(f), self.shown, state=self._positions(self.shown), controls=controls,
+                                 on_ready=self._on_ready) for f in self._figures]
         self.updates = self.errors = self.cancelled = self.computed = self.hits = self.partials = 0
-        self.compute_s = 0.0              # the last finished computation's seconds
         self.status = W.HTML()
         self._inner, self._busy = "", False
         self._lock = threading.RLock()
@@ -261,7 +278,8 @@ class KnobPanel:
         self._cache: OrderedDict = OrderedDict()
         self._queue: list[dict] = []      # values to prefetch
         self._last_move: tuple = (None, 0)  # the knob moved last, and which way
-        self._remember(self.shown, [v.figure for v in self.views])
+        self._sent_at = time.monotonic()  # when figures were last sent to the page (these first ones: now)
+        self._remember(self.shown, [v.figure for v in self.views], self.compute_s)
         self._status("")
         for w in self.knobs.values():
             w.observe(self._on_change, names="value")
@@ -273,9 +291,41 @@ class KnobPanel:
                 self._queue = self._around(self.shown)
                 self._next()
 
+    def _positions(self, values: Mapping) -> list:
+        """The knobs' positions at ``values``, as the page reads them: a selection's index (``None`` if the value
+        is not an option), any other value as :func:`_canonical` reads it."""
+        out = []
+        for name, w in self.knobs.items():
+            v = values[name]
+            if hasattr(w, "_options_labels"):  # a selection: the page syncs its index
+                opts = [o[1] if isinstance(o, tuple) else o for o in w.options]
+                out.append(opts.index(v) if v in opts else None)
+            else:
+                out.append(_canonical(v))
+        return out
+
+    def _ahead(self, values: dict, jsons: list[dict], views=None) -> None:
+        """Send the figures computed ahead for ``values`` to the page (to each view whose page has drawn), which
+        draws them at once if the reader moves there; a figure equal to the one on show goes as a reference."""
+        state = self._positions(values)
+        for view, shown in zip(self.views, jsons):
+            if view.ready and (views is None or view in views):
+                same = bool(view.state) and shown == view.figure
+                view.ahead(None if same else shown, values, state, same_as=view.state if same else ())
+
+    def _on_ready(self, view: FigureView) -> None:
+        """The page has drawn ``view``: send it the figures the panel computed ahead so far."""
+        with self._lock:
+            shown = _key(self.shown)
+            for key, (values, texts, _) in list(self._cache.items()):
+                if key != shown:
+                    self._ahead(values, [json.loads(t) if v is view else None for t, v in zip(texts, self.views)],
+                                views=(view,))
+
     def values(self) -> dict:
-        """The knobs' current values, by argument name."""
-        return {name: w.value for name, w in self.knobs.items()}
+        """The knobs' current values, by argument name: what ``compute`` is called with (a float to 10
+        significant digits: see :func:`_canonical`)."""
+        return {name: _canonical(w.value) for name, w in self.knobs.items()}
 
     def _call(self, values: dict) -> list[go.Figure]:
         """``compute``'s figures at ``values`` (a generator compute run to its last yield)."""
@@ -306,12 +356,13 @@ class KnobPanel:
 
     # -- the worker ---------------------------------------------------------------------------------------
 
-    def _remember(self, values: dict, jsons: list[dict]) -> None:
-        """Keep the figures of ``values`` as JSON text (tens of kB a figure; plotly's objects take ten times that)."""
+    def _remember(self, values: dict, jsons: list[dict], seconds: float) -> None:
+        """Keep the figures of ``values`` as JSON text (tens of kB a figure; plotly's objects take ten times that),
+        with the seconds they took to compute."""
         if not self.background:
             return
         key = _key(values)
-        self._cache[key] = (dict(values), [json.dumps(j) for j in jsons])
+        self._cache[key] = (dict(values), [json.dumps(j) for j in jsons], seconds)
         self._cache.move_to_end(key)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -330,10 +381,10 @@ class KnobPanel:
         names = sorted(self.knobs, key=lambda n: n != self._last_move[0])
         for name in names:
             w = self.knobs[name]
-            near = _neighbours(w) if w.value == values[name] else []
+            near = _neighbours(w) if _canonical(w.value) == values[name] else []
             if name == self._last_move[0] and self._last_move[1] < 0:
                 near = near[::-1]
-            out += [{**values, name: v} for v in near]
+            out += [{**values, name: _canonical(v)} for v in near]
         return out
 
     def _on_change(self, _change=None) -> None:
@@ -376,11 +427,7 @@ class KnobPanel:
                 return
             self.hits += 1
             self._cache.move_to_end(_key(values))
-            exact = hit[0] == values
-            self._publish(None, None, hit[0], [json.loads(t) for t in hit[1]], final=exact)
-            if not exact:  # the same slider position in other last bits: draw it now, then compute it exactly
-                self._start(_Job(values, self._wanted, current=True))
-                return
+            self._publish(None, None, hit[0], [json.loads(t) for t in hit[1]], seconds=hit[2])
         while self.prefetch and self._queue:
             values = self._queue.pop(0)
             if _key(values) not in self._cache:
@@ -404,11 +451,11 @@ class KnobPanel:
         figs = err = jsons = None
         stale = False
         try:
-            if not job.current:  # let the page draw the figures just sent before computing ahead
-                for _ in range(10):
-                    if job.gen != self._wanted:
-                        break
-                    time.sleep(PREFETCH_DELAY / 10)
+            while not job.current and job.gen == self._wanted:  # the page draws the figures just sent first
+                wait = self._sent_at + PREFETCH_DELAY - time.monotonic()
+                if wait <= 0:
+                    break
+                time.sleep(min(wait, PREFETCH_DELAY / 10))
             with self._lock:
                 stale = job.gen != self._wanted
                 self._computing, self._cancel_sent = not stale, False
@@ -434,17 +481,18 @@ class KnobPanel:
             self._job = None
             if figs is not None and err is None:
                 self.computed += 1
-                self.compute_s = dt
                 try:
                     jsons = [job.json(f) for f in figs]
-                    self._remember(job.values, jsons)
+                    self._remember(job.values, jsons, dt)
+                    if not job.current:
+                        self._ahead(job.values, jsons)
                 except Exception as e:  # not a figure: shown as the computation's error
                     err = e
             if stale or job.gen != self._wanted:
                 if job.current:
                     self.cancelled += 1
             elif job.current:
-                self._publish(figs, err, job.values, jsons)
+                self._publish(figs, err, job.values, jsons, seconds=dt if err is None and figs is not None else None)
             self._next()
 
     def _partial(self, job: _Job, figs: list, me: threading.Thread) -> None:
@@ -463,6 +511,7 @@ class KnobPanel:
                         shown = job.json(fig)
                         if shown != view.figure or view.knobs != job.values:
                             view.show(shown, job.values)
+                            self._sent_at = time.monotonic()
                 self.partials += 1
             self._computing = True
 
@@ -483,16 +532,14 @@ class KnobPanel:
         t0 = time.perf_counter()
         try:
             figs, err = self._call(values), None
-            self.compute_s = time.perf_counter() - t0
         except Exception as e:
             figs, err = None, e
-        self._publish(figs, err, values)
+        self._publish(figs, err, values, seconds=time.perf_counter() - t0 if err is None else None)
 
-    def _publish(self, figs, err, values, jsons=None, final: bool = True) -> None:
-        """Show a result: figures (or their JSON), or an error's one line. ``final``: these are the current
-        values, so the panel is done (not busy) once they are sent."""
-        if final:
-            self._done = self._wanted
+    def _publish(self, figs, err, values, jsons=None, seconds: float | None = None) -> None:
+        """Show a result for the current values: figures (or their JSON), or an error's one line; the panel is
+        done (not busy) once they are sent. ``seconds``: what the figures took to compute."""
+        self._done = self._wanted
         if err is None and figs is not None and len(figs) != len(self.views):
             err = RuntimeError(f"compute returned {len(figs)} figures; the panel shows {len(self.views)}")
         if isinstance(err, ValueError):
@@ -505,12 +552,16 @@ class KnobPanel:
                          f"{html.escape(type(err).__name__)}: {html.escape(_one_line(err))}</span>")
             return
         jsons = jsons or [_figure_json(f) for f in figs]
+        positions = self._positions(values)
         for view, shown in zip(self.views, jsons):
             if shown != view.figure or view.knobs != values:  # a figure this knob leaves alone is not sent again
-                view.show(shown, values)
+                view.show(shown, values, positions)
+                self._sent_at = time.monotonic()
         self._figures, self.shown = figs, dict(values)
+        if seconds is not None:
+            self.compute_s = seconds
         self._queue = self._around(values)
-        self._finish("", busy=not final)
+        self._finish("")
 
     def wait(self, timeout: float = 60.0, prefetched: bool = False) -> None:
         """Block until the figures show the knobs' current values (at once without a worker thread);
@@ -524,7 +575,8 @@ class KnobPanel:
 
     def _status(self, inner: str | None = None, busy: bool | None = None) -> None:
         """Redraw the status line; ``None`` keeps the text (or the busy flag) on show. ``data-idle`` says that
-        no computation runs, not even a prefetch (the benchmarks wait for it)."""
+        no computation runs, not even a prefetch (the benchmarks wait for it); ``data-compute-ms`` is
+        :attr:`compute_s` in milliseconds."""
         self._inner = self._inner if inner is None else inner
         self._busy = self._busy if busy is None else busy
         self._idle_shown = self._job is None
@@ -532,10 +584,10 @@ class KnobPanel:
                              f"data-busy='{int(self._busy)}' data-idle='{int(self._idle_shown)}' "
                              f"data-compute-ms='{1000 * self.compute_s:.1f}'>{self._inner}</div>")
 
-    def _finish(self, inner: str, busy: bool = False) -> None:
+    def _finish(self, inner: str) -> None:
         with self._lock:
             self.updates += 1
-            self._status(inner, busy=busy)
+            self._status(inner, busy=False)
             self._idle.notify_all()
 
     @property

@@ -80,6 +80,37 @@ def test_a_figure_view_sends_plotly_js_only_when_the_page_asks():
     assert sent[0]["type"] == "plotly.js" and "Plotly" in sent[0]["source"] and len(sent[0]["source"]) > 1e6
 
 
+def test_the_page_gets_the_figures_computed_ahead_once_it_has_drawn():
+    import plotly.graph_objects as go
+
+    def compute(mode, w):
+        return [go.Figure(go.Scatter(y=[w]), layout={"title": "w"}),
+                go.Figure(go.Scatter(y=[1 if mode == "a" else 2]), layout={"title": "mode"})]
+
+    panel = KnobPanel(compute, {"mode": choice(["a", "b"], "b", "mode"),
+                                "w": slider(0.0, 1.0, 0.3, step=0.1, description="w")}, background=True)
+    sent = [[], []]
+    for view, box in zip(panel.views, sent):
+        view.send = lambda content, buffers=None, box=box: box.append(content)
+    assert panel.views[0].controls == [w.model_id for w in panel.knobs.values()]
+    assert panel.views[0].state == [1, 0.3]  # a selection by its index (as the page syncs it), a number as read
+    panel.wait(10, prefetched=True)
+    assert sent == [[], []]  # nothing before the page has drawn
+    panel.views[0]._on_custom(panel.views[0], {"type": "ready"}, [])  # the page drew the first view
+    ahead = {tuple(m["state"]): m for m in sent[0]}
+    assert set(ahead) == {(0, 0.3), (1, 0.4), (1, 0.2)} and sent[1] == []
+    assert ahead[(1, 0.4)]["figure"]["data"][0]["y"] == [0.4] and ahead[(1, 0.4)]["knobs"] == {"mode": "b", "w": 0.4}
+    assert ahead[(0, 0.3)]["figure"] is None and ahead[(0, 0.3)]["same_as"] == [1, 0.3]  # w's figure: unchanged
+    panel.views[1]._on_custom(panel.views[1], {"type": "ready"}, [])
+    ahead = {tuple(m["state"]): m for m in sent[1]}
+    assert ahead[(0, 0.3)]["figure"]["data"][0]["y"] == [1] and ahead[(1, 0.4)]["figure"] is None
+    sent[0].clear()
+    panel.set(w=0.4)  # drawn from the cache; the values around 0.4 are computed ahead and sent as they come
+    panel.wait(10, prefetched=True)
+    assert panel.views[0].state == [1, 0.4]
+    assert {tuple(m["state"]) for m in sent[0]} == {(1, 0.5), (0, 0.4)}  # (1, 0.3) was computed before
+
+
 @pytest.mark.parametrize("background", [False, True], ids=["in-thread", "worker"])
 def test_a_bug_in_compute_is_a_one_line_error_and_counted(capsys, background):
     import plotly.graph_objects as go
@@ -189,6 +220,22 @@ def test_the_values_one_key_press_away_are_ready_before_the_press():
     assert panel.hits == 1 and calls.count(("a", 3, 0.1)) == 1 and panel.shown["w"] == 3
 
 
+def test_compute_s_is_what_the_figures_on_show_took_even_from_the_cache():
+    import plotly.graph_objects as go
+
+    def compute(w):
+        time.sleep(0.3 if w == 3 else 0.0)
+        return go.Figure(go.Scatter(y=[w]))
+
+    panel = KnobPanel(compute, {"w": slider(0, 4, 2, integer=True)}, background=True)
+    panel.wait(10, prefetched=True)  # w = 3, then w = 1 (the last computation, a quick one)
+    panel.set(w=3)
+    assert panel.hits == 1 and panel.compute_s >= 0.3
+    assert "data-compute-ms='3" in panel.status.value
+    panel.set(w=2)
+    assert panel.hits == 2 and panel.compute_s < 0.3
+
+
 def test_the_cache_keeps_cache_size_entries():
     import plotly.graph_objects as go
 
@@ -238,7 +285,7 @@ def test_solution_is_a_closed_details_block():
         solution("")
 
 
-def test_a_cached_value_in_other_last_bits_is_drawn_then_computed_exactly():
+def test_a_slider_position_in_other_last_bits_is_read_as_the_position_and_drawn_from_the_cache():
     import plotly.graph_objects as go
 
     calls = []
@@ -249,11 +296,16 @@ def test_a_cached_value_in_other_last_bits_is_drawn_then_computed_exactly():
 
     panel = KnobPanel(compute, {"x": slider(0.0, 1.0, 0.3, step=0.1)}, background=True)
     panel.wait(10, prefetched=True)
-    assert 0.4 in calls
+    assert 0.4 in calls and 0.2 in calls
+    n = len(calls)
     panel.knobs["x"].value = 0.4000000000000001  # the page's arithmetic for the position 0.4
     panel.wait(10)
-    assert panel.hits == 1 and calls[-1] == 0.4000000000000001
-    assert panel.shown == panel.values() == {"x": 0.4000000000000001} and panel.views[0].knobs == panel.shown
+    assert panel.hits == 1 and panel.message == ""
+    assert panel.shown == panel.values() == {"x": 0.4} and panel.views[0].knobs == panel.shown
+    panel.knobs["x"].value = 0.30000000000000004  # and back: the first position, in other last bits
+    panel.wait(10, prefetched=True)
+    assert panel.hits == 2 and panel.shown == {"x": 0.3} and 0.30000000000000004 not in calls
+    assert all(c in (0.5, 0.2, 0.4, 0.3) for c in calls[n:]), calls[n:]  # only prefetches, at grid positions
 
 
 def test_the_prefetch_starts_one_more_step_the_way_the_last_knob_went():
