@@ -318,12 +318,13 @@ def exercise_dashboard(page, n_knobs: int, ends: bool = True) -> dict:
 
 
 JS_MARK = """() => {
-    // the reader's input after this mark, by the event's own time: the harness's delivery of it is not the reader's wait
+    // the reader's input after this mark, by the event's own time (the harness's delivery of it is not the
+    // reader's wait)
     window.__klInput = undefined;
     if (!window.__klInputHook) {
         window.__klInputHook = true;
-        for (const type of ['keydown', 'click'])
-            document.addEventListener(type, e => { if (window.__klInput === undefined) window.__klInput = e.timeStamp; }, true);
+        const note = e => { if (window.__klInput === undefined) window.__klInput = e.timeStamp; };
+        for (const type of ['keydown', 'click']) document.addEventListener(type, note, true);
     }
     window.__klT0 = performance.now();
     return window.__klT0;
@@ -343,9 +344,10 @@ def views(page) -> list[dict]:
 
 def timed_move(page, action, timeout: float = 60) -> dict:
     """Do ``action`` (a knob move) and time it in the page: from the key press or click (the event's time) to
-    the end of the last ``Plotly.react`` it caused, once the panel is idle. Returns milliseconds: ``total``, ``first`` (the
-    first figure redrawn: sooner than ``total`` where the panel draws training as it goes), the kernel's
-    ``compute`` of the values now shown (for a prefetched value, what it took when prefetched), the browser's ``draw`` (the longest react of the move), and ``changed`` (figures redrawn)."""
+    the end of the last ``Plotly.react`` it caused, once the panel is idle. Returns milliseconds: ``total``,
+    ``first`` (the first figure redrawn: sooner than ``total`` where the panel draws training as it goes), the
+    kernel's ``compute`` of the values now shown (for a prefetched value, what it took when prefetched), the
+    browser's ``draw`` (the longest react of the move), and ``changed`` (figures redrawn)."""
     before = panel(page)["updates"]
     page.evaluate(JS_MARK)
     action()
