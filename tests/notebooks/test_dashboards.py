@@ -188,7 +188,7 @@ def test_a_restless_student(key, fast_server, page):
 
 
 def test_a_page_closed_while_a_computation_runs_leaves_no_kernel(fast_server, page):
-    # P11's widest ensemble trains for seconds (the primer's closed forms finish too soon to be caught busy)
+    # a move to P11's widest ensemble trains long enough to be caught busy (the primer's closed forms finish first)
     open_dashboard(page, f"{fast_server}/voila/render/p11-legogcd.ipynb")
     kid = kernel_id(page)
     toggles, sliders = panel_controls(page)
