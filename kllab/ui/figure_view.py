@@ -108,9 +108,9 @@ export default {
     const fromKernel = () => {
       const state = model.get("state") || [];
       const key = state.length ? keyOf(state) : null;   // no state: a partial figure (training), not kept
-      const fig = model.get("figure") || {};
-      if (key !== null) keep(key, fig, model.get("knobs") || {});
-      return {fig, knobs: model.get("knobs") || {}, key};
+      const fig = model.get("figure") || {}, values = model.get("knobs") || {};
+      if (key !== null) keep(key, fig, values);
+      return {fig, knobs: values, key};
     };
     async function draw() {
       if (drawing) { again = true; return; }   // the latest figure is drawn when this one is done
@@ -215,7 +215,7 @@ class FigureView(anywidget.AnyWidget):
     For the benchmarks, the page marks the figure's ``<div>`` with ``data-knobs`` and ``data-serial`` once
     it is drawn; with when its last figure arrived (``data-received-at``, the page's ``performance.now()``),
     how long ``Plotly.react`` took (``data-draw-ms``) and when it ended (``data-drawn-at``; the last 16 such
-    times in ``data-drawn-log``, counting only draws that changed the figure or the knobs it shows); and
+    times in ``data-drawn-log``, counting only draws that changed the figure); and
     ``data-local-draws``, the moves drawn from what the page kept.
     """
 

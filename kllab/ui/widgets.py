@@ -147,13 +147,18 @@ def _grid_steps(pos: float, lo: float, hi: float, step: float) -> list[float]:
     return out
 
 
+def _option_values(w: W.ValueWidget) -> list:
+    """A selection's option values, in order (an option given as ``(label, value)`` by its value)."""
+    return [o[1] if isinstance(o, tuple) else o for o in w.options]
+
+
 def _neighbours(w: W.ValueWidget) -> list:
     """The values one key press away from a control's value: a slider's step either way, another option."""
     v = w.value
     if isinstance(w, (W.ToggleButtons, W.Dropdown, W.RadioButtons)):
-        return [o for o in (x[1] if isinstance(x, tuple) else x for x in w.options) if o != v]
+        return [o for o in _option_values(w) if o != v]
     if isinstance(w, W.SelectionSlider):
-        opts = [x[1] if isinstance(x, tuple) else x for x in w.options]
+        opts = _option_values(w)
         i = opts.index(v)
         return [opts[j] for j in (i + 1, i - 1) if 0 <= j < len(opts)]
     if isinstance(w, W.FloatLogSlider):
@@ -298,7 +303,7 @@ class KnobPanel:
         for name, w in self.knobs.items():
             v = values[name]
             if hasattr(w, "_options_labels"):  # a selection: the page syncs its index
-                opts = [o[1] if isinstance(o, tuple) else o for o in w.options]
+                opts = _option_values(w)
                 out.append(opts.index(v) if v in opts else None)
             else:
                 out.append(_canonical(v))
