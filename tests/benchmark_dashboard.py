@@ -17,7 +17,8 @@ one warm kernel) and headless Chromium, on this machine (the browser shares its 
    kernel's own compute time of an uncached value (the cost of a jump). "1st upd" is the move's first
    figure redrawn: sooner than its last where a notebook's panel draws training as it goes (p95 over moves).
 3. Burst: 50 random knob moves 0.1-0.4 s apart, then one last move; the milliseconds from the last move
-   until every figure shows the controls' values.
+   until every figure shows the controls' values, and what the figures of that last state took to compute
+   ("its comp.", the one computation the target allows on top of 2 s).
 4. A Binder-sized session: ten dashboards opened one after another, each closed (as a reader closes a
    tab) before the next; the peak memory of the Voila server and its kernels, sampled every 0.25 s, as
    resident (RSS, shared pages counted in every process) and proportional (PSS, shared pages divided
@@ -185,9 +186,11 @@ def measure(b, url: str, proc, e) -> dict:
     toggles.nth(0).locator("button:not(.mod-active)").first.click() if toggles.count() else \
         (sliders.nth(0).focus(), sliders.nth(0).press("ArrowLeft"))
     burst = settle_after(page, t0, timeout=120)
+    final = float(page.evaluate("() => +document.querySelector('.kl-status').dataset.computeMs"))
     close_page(page)
     wait_for_pool(proc, taken=(kernel,))
-    return {"first": first, "moves": moves, "compute": computes, "burst": burst, "timed": timed}
+    return {"first": first, "moves": moves, "compute": computes, "burst": burst, "final": final,
+            "timed": timed}
 
 
 def _pct(values, q):
@@ -212,7 +215,7 @@ def dashboards(b, entries) -> None:
           " compute of an uncached value; settling after a burst of 50 moves")
     print(f"   {'':<17}{'closed-form moves':^24}{'training moves':^30}")
     print(f"   {'notebook':<9}{'first s':>8}{'n':>4}{'p50 ms':>10}{'p95 ms':>10}{'n':>4}{'p95 ms':>10}"
-          f"{'1st upd p95':>16}{'uncached ms':>13}{'burst ms':>10}   per knob p50")
+          f"{'1st upd p95':>16}{'uncached ms':>13}{'burst ms':>10}{'its comp.':>11}   per knob p50")
     firsts, closed, training, training_first = [], [], [], []
     with voila_server() as (url, proc):
         for e in entries:
@@ -227,7 +230,7 @@ def dashboards(b, entries) -> None:
             compute = f"{r['compute'][0]:.0f}" if r["compute"] else "-"
             print(f"   {e.id:<9}{r['first']:>8.2f}{len(fast):>4}{_ms(fast, 0.5):>10}{_ms(fast, 0.95):>10}{len(slow):>4}"
                   f"{_ms([m['total'] for m in slow], 0.95):>10}{_ms([m['first'] for m in slow], 0.95):>16}"
-                  f"{compute:>13}{r['burst']:>10.0f}   {per_knob}", flush=True)
+                  f"{compute:>13}{r['burst']:>10.0f}{r['final']:>11.0f}   {per_knob}", flush=True)
     print(f"   first figure: median {statistics.median(firsts):.2f} s, max {max(firsts):.2f} s (targets 3 s, 5 s)")
     print(f"   closed-form knob to redrawn figure over {len(closed)} moves: p50 {_ms(closed, 0.5)} ms, "
           f"p95 {_ms(closed, 0.95)} ms (targets 150, 300)")

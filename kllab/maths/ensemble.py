@@ -135,22 +135,26 @@ def train_ensemble(model: nn.Module, loss: Callable[[], torch.Tensor], *, steps:
 
 
 def train_ensemble_in_chunks(model: nn.Module, loss: Callable[[], torch.Tensor], *, steps: int, every: int,
-                             lr: float = 1e-2, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                             first: int | None = None, lr: float = 1e-2, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                              eps: float = 1e-8):
     r""":func:`train_ensemble`, pausing every ``every`` steps: yields ``(steps done, history so far)``.
 
     The same iterates as one :func:`train_ensemble` call of ``steps`` steps (one optimiser throughout),
     so a caller can show the models part-way, e.g. a knob panel drawing training as it goes.
-    The last yield comes after exactly ``steps`` steps.
+    ``first``, if given, adds a pause after the first ``first`` steps: an early look, sooner than
+    ``every`` steps. The last yield comes after exactly ``steps`` steps.
 
     >>> import torch
     >>> net = EnsembleMLP(1, 1, width=8, seeds=[0])
     >>> x = torch.linspace(-1, 1, 20, dtype=torch.float64)[:, None]
     >>> [(done, len(h)) for done, h in train_ensemble_in_chunks(net, lambda: (net(x) ** 2).mean((1, 2)), steps=5, every=2)]
     [(2, 2), (4, 4), (5, 5)]
+    >>> [done for done, _ in train_ensemble_in_chunks(net, lambda: (net(x) ** 2).mean((1, 2)), steps=9, every=4, first=1)]
+    [1, 4, 8, 9]
     """
     steps = check_int("steps", steps, low=1)
     every = check_int("every", every, low=1)
+    first = every if first is None else check_int("first", first, low=1)
     opt = Adam([p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas, eps=eps,
                weight_decay=weight_decay)
     history = []
@@ -162,5 +166,5 @@ def train_ensemble_in_chunks(model: nn.Module, loss: Callable[[], torch.Tensor],
         per_model.sum().backward()
         opt.step()
         history.append(per_model.detach())
-        if step % every == 0 or step == steps:
+        if step % every == 0 or step == first or step == steps:
             yield step, torch.stack(history)
