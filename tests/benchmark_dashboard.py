@@ -25,8 +25,11 @@ one warm kernel) and headless Chromium, on this machine (the browser shares its 
    among their processes: what the machine really holds); and the kernels left after the last page.
 
 Targets: first figure median <= 3 s, max <= 5 s; redraw p50 <= 150 ms and p95 <= 300 ms for closed-form
-knobs, <= 2 s for training ones (or their first update <= 0.5 s, drawn as training goes); settled within 2 s (plus one computation) after a burst; ten dashboards
-in sequence <= 2 GB with no page's kernel left.
+knobs, <= 2 s for training ones (or their first update <= 0.5 s, drawn as training goes); settled within 2 s
+(plus one computation) after a burst; ten dashboards in sequence <= 2 GB with no page's kernel left.
+
+Each page is opened once the previous page's kernel has exited: a kernel still computing when its page closed
+lives on for a second or so, and would share the cores with the next page.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser import (JS_MARK, browser, close_page, open_dashboard, panel_controls, random_moves,  # noqa: E402
-                     settle_after, timed_move, voila_server, wait_until, warm_pool)
+from browser import (JS_MARK, browser, close_page, kernel_id, open_dashboard, panel_controls,  # noqa: E402
+                     random_moves, settle_after, timed_move, voila_server, wait_until, warm_pool)
 
 from kllab.harness import catalog  # noqa: E402
 
@@ -91,6 +94,29 @@ def wait_for_pool(proc, taken=(), timeout: float = 90) -> None:
         print(f"   (the warm pool was not ready within {timeout:.0f} s)")
 
 
+def kernel_processes(proc, kernel: str) -> list:
+    """The processes of the Voila server's tree whose command line names ``kernel`` (its connection file)."""
+    try:
+        procs = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for p in procs:
+        try:
+            if any(kernel in a for a in p.cmdline()):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def wait_closed(proc, kernel: str, timeout: float = 30) -> None:
+    """Wait until a closed page's kernel has exited (a kernel still training when its page closed takes a
+    second or so), so that the next page is timed on an idle machine."""
+    if not wait_until(lambda: not kernel_processes(proc, kernel), timeout, interval=0.1):
+        print(f"   (kernel {kernel} still running {timeout:.0f} s after its page closed)")
+
+
 def _idle(page) -> None:
     wait_until(lambda: page.evaluate("() => document.querySelector('.kl-status').dataset.idle === '1'"), 60)
 
@@ -108,7 +134,8 @@ JS_MILESTONES = """(() => {
     };
     new MutationObserver((records, obs) => {
         if (m.plotly === undefined && window.Plotly) m.plotly = performance.now();
-        if (m.output === undefined && document.querySelector('[cell-index] .jp-OutputArea-output')) m.output = performance.now();
+        if (m.output === undefined && document.querySelector('[cell-index] .jp-OutputArea-output'))
+            m.output = performance.now();
         if (m.plotly !== undefined && m.output !== undefined) obs.disconnect();
     }).observe(document, {childList: true, subtree: true});
 })()"""
@@ -133,7 +160,9 @@ def first_figure_paths(b, entries) -> None:
             first = open_dashboard(page, f"{url}/voila/render/{e.notebook}")
             m = page.evaluate("() => ({...window.__klMilestones, "
                               "html: performance.getEntriesByType('navigation')[0].responseEnd})")
+            kernel = kernel_id(page)
             close_page(page)
+            wait_closed(proc, kernel)
             firsts.append(first)
             print(f"   {e.id:<9}{_seconds(m, 'html', 6)}{_seconds(m, 'plotly', 10)}{_seconds(m, 'run', 10)}"
                   f"{_seconds(m, 'output', 11)}{first:>11.2f}", flush=True)
@@ -149,7 +178,7 @@ def measure(b, url: str, proc, e) -> dict:
     wait_for_pool(proc)
     page = b.new_page(viewport={"width": 1280, "height": 800})
     first = open_dashboard(page, f"{url}/voila/render/{e.notebook}")
-    kernel = page.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
+    kernel = kernel_id(page)
     time.sleep(PAUSE)
     toggles, sliders = panel_controls(page)
     moves, computes, timed = {}, [], []
@@ -188,6 +217,7 @@ def measure(b, url: str, proc, e) -> dict:
     burst = settle_after(page, t0, timeout=120)
     final = float(page.evaluate("() => +document.querySelector('.kl-status').dataset.computeMs"))
     close_page(page)
+    wait_closed(proc, kernel)
     wait_for_pool(proc, taken=(kernel,))
     return {"first": first, "moves": moves, "compute": computes, "burst": burst, "final": final,
             "timed": timed}

@@ -29,11 +29,13 @@ __all__ = ["WarmKernelManager", "WARM_MODULES", "warm_code"]
 
 WARM_MODULES = [
     "numpy", "torch", "scipy.optimize", "scipy.special", "scipy.stats", "plotly.graph_objects", "plotly.io",
-    "ipywidgets", "anywidget", "IPython.display",
+    "plotly.io._renderers", "ipywidgets", "anywidget", "IPython.display",
     "kllab.ui.plots", "kllab.ui.widgets", "kllab.ui.figure_view", "kllab.harness.ranges", "kllab.harness.record",
     "kllab.harness.catalog", "kllab.maths",
 ]
-"""What a pooled kernel imports (and every module of ``kllab.maths``): what the notebooks' first cells import."""
+"""What a pooled kernel imports (and every module of ``kllab.maths``): what the notebooks' first cells import,
+and what a figure's first ``.show()`` imports in a kernel (plotly's renderers, which bring nbformat and
+jsonschema: 1.3 s here, else paid by every dashboard's first figure)."""
 
 
 def warm_code(modules: list[str]) -> str:

@@ -273,11 +273,13 @@ def test_cells_tagged_remove_cell_stay_out_of_the_page(tmp_path, chromium):
 
 
 def test_a_page_gets_a_warm_kernel_with_an_empty_namespace(tmp_path, chromium):
-    """The page's kernel comes from the warm pool: torch is imported already, and the user namespace holds
-    nothing the notebook did not define (a missing import fails here as everywhere). The pool refills."""
+    """The page's kernel comes from the warm pool: torch is imported already, a figure's first ``.show()``
+    imports nothing more, and the user namespace holds nothing the notebook did not define (a missing import
+    fails here as everywhere). The pool refills."""
     nb = new_notebook(cells=[new_markdown_cell("# Warm"), new_code_cell(
-        "import sys, json\nprint('WARM ' + json.dumps({'torch': 'torch' in sys.modules, 'names': sorted(\n"
-        "    n for n in globals() if not n.startswith('_') and n not in ('In', 'Out', 'get_ipython', 'exit', 'quit'))}))")])
+        "import sys, json\nbefore = set(sys.modules)\nimport plotly.graph_objects\nplotly.graph_objects.Figure().show()\n"
+        "print('WARM ' + json.dumps({'torch': 'torch' in sys.modules, 'show imports': sorted(set(sys.modules) - before),\n"
+        "    'names': sorted(n for n in globals() if not n.startswith('_') and n not in ('In', 'Out', 'get_ipython', 'exit', 'quit'))}))")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "warm.ipynb")
     with voila_server(root=tmp_path, extra=["--WarmKernelManager.warm_refill_delay=0.5"]) as (url, proc):
@@ -291,7 +293,8 @@ def test_a_page_gets_a_warm_kernel_with_an_empty_namespace(tmp_path, chromium):
             assert kernel_id(page) == pool[0], "the page did not get the pool's kernel"
             line = next(t for t in page.inner_text("body").splitlines() if t.startswith("WARM "))
             # json and sys are the cell's; open is IPython's and os Voila's (it sets VOILA_KERNEL_ID in every kernel)
-            assert line == 'WARM {"torch": true, "names": ["json", "open", "os", "sys"]}', line
+            assert line == ('WARM {"torch": true, "show imports": [], '
+                            '"names": ["before", "json", "open", "os", "plotly", "sys"]}'), line
             refilled = wait_until(lambda: (ks := warm_pool(proc)) and ks[0] != pool[0], 90, interval=0.5)
             assert refilled, "the pool did not refill"
         finally:
