@@ -246,7 +246,7 @@ def dashboards(b, entries) -> None:
     print(f"   {'':<17}{'closed-form moves':^24}{'training moves':^30}")
     print(f"   {'notebook':<9}{'first s':>8}{'n':>4}{'p50 ms':>10}{'p95 ms':>10}{'n':>4}{'p95 ms':>10}"
           f"{'1st upd p95':>16}{'uncached ms':>13}{'burst ms':>10}{'its comp.':>11}   per knob p50")
-    firsts, closed, training, training_first = [], [], [], []
+    firsts, closed, training, training_first, over = [], [], [], [], []
     with voila_server() as (url, proc):
         for e in entries:
             r = measure(b, url, proc, e)
@@ -256,6 +256,8 @@ def dashboards(b, entries) -> None:
             training += [m["total"] for m in slow]
             training_first += [m["first"] for m in slow]
             firsts.append(r["first"])
+            if r["burst"] > 2000 + r["final"]:
+                over.append(e.id)
             per_knob = ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in r["moves"].items())
             compute = f"{r['compute'][0]:.0f}" if r["compute"] else "-"
             print(f"   {e.id:<9}{r['first']:>8.2f}{len(fast):>4}{_ms(fast, 0.5):>10}{_ms(fast, 0.95):>10}{len(slow):>4}"
@@ -266,6 +268,8 @@ def dashboards(b, entries) -> None:
           f"p95 {_ms(closed, 0.95)} ms (targets 150, 300)")
     print(f"   training knob over {len(training)} moves: p95 {_ms(training, 0.95)} ms, first update p95 "
           f"{_ms(training_first, 0.95)} ms (targets 2000, or a first update within 500)")
+    print(f"   after a burst, settled later than 2 s plus the last state's computation: {', '.join(over) or 'none'}"
+          f" (of {len(entries)})")
 
 
 def ten_in_sequence(b, entries) -> None:

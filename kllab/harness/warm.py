@@ -29,19 +29,21 @@ __all__ = ["WarmKernelManager", "WARM_MODULES", "warm_code"]
 
 WARM_MODULES = [
     "numpy", "torch", "scipy.optimize", "scipy.special", "scipy.stats", "plotly.graph_objects", "plotly.io",
-    "plotly.io._renderers", "ipywidgets", "anywidget", "IPython.display",
-    "kllab.ui.plots", "kllab.ui.widgets", "kllab.ui.figure_view", "kllab.harness.ranges", "kllab.harness.record",
+    "plotly.io._renderers", "sklearn.datasets", "sklearn.kernel_ridge", "sklearn.naive_bayes", "ipywidgets",
+    "anywidget", "IPython.display", "kllab.ui.plots", "kllab.ui.widgets", "kllab.ui.figure_view", "kllab.harness.ranges", "kllab.harness.record",
     "kllab.harness.catalog", "kllab.maths",
 ]
-"""What a pooled kernel imports (and every module of ``kllab.maths``): what the notebooks' first cells import,
-and what a figure's first ``.show()`` imports in a kernel (plotly's renderers, which bring nbformat and
-jsonschema: 1.3 s here, else paid by every dashboard's first figure)."""
+"""What a pooled kernel imports (and every module of ``kllab.maths``): what the notebooks import before their
+first figure, and what a figure's first ``.show()`` imports in a kernel (plotly's renderers, which bring
+nbformat and jsonschema: 1.3 s here, else paid by every dashboard's first figure)."""
 
 
 def warm_code(modules: list[str]) -> str:
-    """The code a pooled kernel runs: import ``modules`` and every ``kllab.maths`` module, run one torch
-    operation and build one figure of each kind (plotly loads its validators on first use), and leave
-    no name behind in the user namespace."""
+    """The code a pooled kernel runs: import ``modules`` and every ``kllab.maths`` module, run the torch
+    operations whose first call imports more (``torch.broadcast_shapes``, which ``torch.distributions``
+    calls, imports SymPy), build one figure of each kind and one ``go.Figure`` with a named template (plotly
+    loads its validators on first use, every trace type's for a template), and leave no name behind in the user
+    namespace."""
     return f"""
 def _kllab_warm():
     import importlib, pkgutil
@@ -52,6 +54,10 @@ def _kllab_warm():
         importlib.import_module(info.name)
     import torch
     (torch.linspace(0, 1, 8).softmax(0) * 2).sum().item()
+    torch.broadcast_shapes((1,), (2,))
+    import plotly.graph_objects as go
+    go.Figure(data=[go.Scatter(y=[0, 1], marker={{"size": 3}})],
+              layout=go.Layout(template="plotly_white", shapes=[{{"type": "line", "line": {{"width": 1}}}}]))
     from kllab.ui import plots
     for fig in (plots.lines([0, 1], {{"a": [0, 1]}}, title="warm"), plots.bars(["a"], {{"b": [1]}}, title="warm"),
                 plots.heatmap([[0, 1]], title="warm")):
