@@ -30,8 +30,8 @@ __all__ = ["WarmKernelManager", "WARM_MODULES", "warm_code"]
 WARM_MODULES = [
     "numpy", "torch", "scipy.optimize", "scipy.special", "scipy.stats", "plotly.graph_objects", "plotly.io",
     "plotly.io._renderers", "sklearn.datasets", "sklearn.kernel_ridge", "sklearn.naive_bayes", "ipywidgets",
-    "anywidget", "IPython.display", "kllab.ui.plots", "kllab.ui.widgets", "kllab.ui.figure_view", "kllab.harness.ranges", "kllab.harness.record",
-    "kllab.harness.catalog", "kllab.maths",
+    "anywidget", "IPython.display", "kllab.ui.plots", "kllab.ui.widgets", "kllab.ui.figure_view",
+    "kllab.harness.ranges", "kllab.harness.record", "kllab.harness.catalog", "kllab.maths",
 ]
 """What a pooled kernel imports (and every module of ``kllab.maths``): what the notebooks import before their
 first figure, and what a figure's first ``.show()`` imports in a kernel (plotly's renderers, which bring
