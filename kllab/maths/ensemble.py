@@ -135,8 +135,8 @@ def train_ensemble(model: nn.Module, loss: Callable[[], torch.Tensor], *, steps:
 
 
 def train_ensemble_in_chunks(model: nn.Module, loss: Callable[[], torch.Tensor], *, steps: int, every: int,
-                             first: int | None = None, lr: float = 1e-2, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
-                             eps: float = 1e-8):
+                             first: int | None = None, lr: float = 1e-2, weight_decay: float = 0.0,
+                             betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
     r""":func:`train_ensemble`, pausing every ``every`` steps: yields ``(steps done, history so far)``.
 
     The same iterates as one :func:`train_ensemble` call of ``steps`` steps (one optimiser throughout),
@@ -149,7 +149,8 @@ def train_ensemble_in_chunks(model: nn.Module, loss: Callable[[], torch.Tensor],
     >>> x = torch.linspace(-1, 1, 20, dtype=torch.float64)[:, None]
     >>> [(done, len(h)) for done, h in train_ensemble_in_chunks(net, lambda: (net(x) ** 2).mean((1, 2)), steps=5, every=2)]
     [(2, 2), (4, 4), (5, 5)]
-    >>> [done for done, _ in train_ensemble_in_chunks(net, lambda: (net(x) ** 2).mean((1, 2)), steps=9, every=4, first=1)]
+    >>> pauses = train_ensemble_in_chunks(net, lambda: (net(x) ** 2).mean((1, 2)), steps=9, every=4, first=1)
+    >>> [done for done, _ in pauses]
     [1, 4, 8, 9]
     """
     steps = check_int("steps", steps, low=1)

@@ -119,8 +119,9 @@ def test_training_in_chunks_gives_the_same_iterates_as_one_call():
     assert torch.equal(parts[-1][1], hist) and torch.equal(parts[1][1], hist[:10])
     for a, b in zip(one.parameters(), chunked.parameters()):
         assert torch.equal(a, b)
-    early = list(train_ensemble_in_chunks(EnsembleMLP(1, 1, width=6, seeds=[3, 4]), lambda: torch.zeros(2, requires_grad=True),
-                                          steps=23, every=5, first=2))
+    still = EnsembleMLP(1, 1, width=6, seeds=[3, 4])
+    early = list(train_ensemble_in_chunks(still, lambda: torch.zeros(2, requires_grad=True), steps=23, every=5,
+                                          first=2))
     assert [done for done, _ in early] == [2, 5, 10, 15, 20, 23]
     with pytest.raises(ValueError, match="every must be"):
         list(train_ensemble_in_chunks(one, lambda: one(x).sum((1, 2)), steps=3, every=0))

@@ -276,10 +276,15 @@ def test_a_page_gets_a_warm_kernel_with_an_empty_namespace(tmp_path, chromium):
     """The page's kernel comes from the warm pool: torch is imported already, a figure's first ``.show()``
     imports nothing more, and the user namespace holds nothing the notebook did not define (a missing import
     fails here as everywhere). The pool refills."""
-    nb = new_notebook(cells=[new_markdown_cell("# Warm"), new_code_cell(
-        "import sys, json\nbefore = set(sys.modules)\nimport plotly.graph_objects\nplotly.graph_objects.Figure().show()\n"
-        "print('WARM ' + json.dumps({'torch': 'torch' in sys.modules, 'show imports': sorted(set(sys.modules) - before),\n"
-        "    'names': sorted(n for n in globals() if not n.startswith('_') and n not in ('In', 'Out', 'get_ipython', 'exit', 'quit'))}))")])
+    cell = ("import sys, json\n"
+            "before = set(sys.modules)\n"
+            "import plotly.graph_objects\n"
+            "plotly.graph_objects.Figure().show()\n"
+            "print('WARM ' + json.dumps({'torch': 'torch' in sys.modules,\n"
+            "                            'show imports': sorted(set(sys.modules) - before),\n"
+            "                            'names': sorted(n for n in globals() if not n.startswith('_') and n not in\n"
+            "                                            ('In', 'Out', 'get_ipython', 'exit', 'quit'))}))")
+    nb = new_notebook(cells=[new_markdown_cell("# Warm"), new_code_cell(cell)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "warm.ipynb")
     with voila_server(root=tmp_path, extra=["--WarmKernelManager.warm_refill_delay=0.5"]) as (url, proc):
