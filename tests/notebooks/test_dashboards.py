@@ -297,7 +297,7 @@ def test_a_page_gets_a_warm_kernel_with_an_empty_namespace(tmp_path, chromium):
             page.wait_for_function("() => document.body.innerText.includes('WARM ')", timeout=120_000)
             assert kernel_id(page) == pool[0], "the page did not get the pool's kernel"
             line = next(t for t in page.inner_text("body").splitlines() if t.startswith("WARM "))
-            # json and sys are the cell's; open is IPython's and os Voila's (it sets VOILA_KERNEL_ID in every kernel)
+            # before, json, plotly and sys are the cell's; open is IPython's and os Voila's (it sets VOILA_KERNEL_ID)
             assert line == ('WARM {"torch": true, "show imports": [], '
                             '"names": ["before", "json", "open", "os", "plotly", "sys"]}'), line
             refilled = wait_until(lambda: (ks := warm_pool(proc)) and ks[0] != pool[0], 90, interval=0.5)
