@@ -45,8 +45,8 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser import (JS_MARK, browser, close_page, kernel_id, open_dashboard, panel_controls,  # noqa: E402
-                     random_moves, settle_after, timed_move, voila_server, wait_until, warm_pool)
+from browser import (JS_MARK, browser, close_page, kernel_files, kernel_id, open_dashboard,  # noqa: E402
+                     panel_controls, random_moves, settle_after, timed_move, voila_server, wait_until, warm_pool)
 
 from kllab.harness import catalog  # noqa: E402
 
@@ -94,26 +94,10 @@ def wait_for_pool(proc, taken=(), timeout: float = 90) -> None:
         print(f"   (the warm pool was not ready within {timeout:.0f} s)")
 
 
-def kernel_processes(proc, kernel: str) -> list:
-    """The processes of the Voila server's tree whose command line names ``kernel`` (its connection file)."""
-    try:
-        procs = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    found = []
-    for p in procs:
-        try:
-            if any(kernel in a for a in p.cmdline()):
-                found.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return found
-
-
-def wait_closed(proc, kernel: str, timeout: float = 30) -> None:
+def wait_closed(kernel: str, timeout: float = 30) -> None:
     """Wait until a closed page's kernel has exited (a kernel still training when its page closed takes a
     second or so), so that the next page is timed on an idle machine."""
-    if not wait_until(lambda: not kernel_processes(proc, kernel), timeout, interval=0.1):
+    if not wait_until(lambda: not kernel_files(kernel), timeout, interval=0.1):
         print(f"   (kernel {kernel} still running {timeout:.0f} s after its page closed)")
 
 
@@ -162,7 +146,7 @@ def first_figure_paths(b, entries) -> None:
                               "html: performance.getEntriesByType('navigation')[0].responseEnd})")
             kernel = kernel_id(page)
             close_page(page)
-            wait_closed(proc, kernel)
+            wait_closed(kernel)
             firsts.append(first)
             print(f"   {e.id:<9}{_seconds(m, 'html', 6)}{_seconds(m, 'plotly', 10)}{_seconds(m, 'run', 10)}"
                   f"{_seconds(m, 'output', 11)}{first:>11.2f}", flush=True)
@@ -217,7 +201,7 @@ def measure(b, url: str, proc, e) -> dict:
     burst = settle_after(page, t0, timeout=120)
     final = float(page.evaluate("() => +document.querySelector('.kl-status').dataset.computeMs"))
     close_page(page)
-    wait_closed(proc, kernel)
+    wait_closed(kernel)
     wait_for_pool(proc, taken=(kernel,))
     return {"first": first, "moves": moves, "compute": computes, "burst": burst, "final": final,
             "timed": timed}

@@ -451,13 +451,21 @@ def settle_after(page, t0: float, timeout: float = 60) -> float:
     return (last if last > t0 else seen) - t0
 
 
+def kernel_files(kernel: str) -> list[str]:
+    """The connection files named on the command lines of running processes for the kernel ``kernel`` (its
+    id): one while the kernel runs, none once it has exited."""
+    import psutil
+
+    name = f"kernel-{kernel}.json"
+    return [a for p in psutil.process_iter(["cmdline"]) for a in (p.info["cmdline"] or []) if a.endswith(name)]
+
+
 def kernel_connection(page):
     """A client on the kernel behind a Voila page (the connection file its command line names)."""
-    import psutil
     from jupyter_client import BlockingKernelClient
 
     name = f"kernel-{kernel_id(page)}.json"
-    files = [a for p in psutil.process_iter(["cmdline"]) for a in (p.info["cmdline"] or []) if a.endswith(name)]
+    files = kernel_files(kernel_id(page))
     if not files:
         raise AssertionError(f"no kernel process with the connection file {name}")
     client = BlockingKernelClient(connection_file=files[0])
