@@ -39,6 +39,7 @@ JS_ERRORS = """() => {
     return {error: text.includes('There was an error when executing cell') || text.includes('Traceback'),
             stderr: document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]').length,
             panel_errors: Array.from(document.querySelectorAll('.kl-error')).map(e => e.innerText),
+            figure_errors: Array.from(document.querySelectorAll('.kl-figure-error')).map(e => e.innerText),
             records: text.includes('recorded ')};
 }"""
 # The knob panel's status line (kllab.ui.widgets.KnobPanel): finished updates, failed ones, busy.
@@ -246,6 +247,7 @@ def check_no_errors(page, where: str) -> None:
     assert not e["error"], f"{where}: an error or traceback shows in the page"
     assert e["stderr"] == 0, f"{where}: {e['stderr']} stderr output(s) show in the page"
     assert not e["panel_errors"], f"{where}: a knob callback raised: {e['panel_errors']}"
+    assert not e["figure_errors"], f"{where}: a figure could not be drawn: {e['figure_errors']}"
     assert not e["records"], f"{where}: record lines ('recorded ...') show in the page"
 
 

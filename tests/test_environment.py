@@ -66,3 +66,16 @@ def test_ci_runs_the_readme_test_command():
     m = re.search(r"```bash\n# run the tests\n(.+?)\n```", readme)
     assert m, "README must show the test command in a ```bash block starting with '# run the tests'"
     assert m.group(1).strip() in ci
+
+
+def test_dashboards_plotly_bundle_is_the_major_version_plotly_writes_for():
+    """The dashboards draw figures with the plotly.js cartesian bundle that kllab ships
+    (kllab/harness/jupyter/labextensions/kllab-plotly); the figures are plotly.py's JSON, written for the
+    plotly.js that plotly.py bundles. On a new major version, update the bundle (npm's
+    plotly.js-cartesian-dist-min at plotly.py's version)."""
+    from plotly.offline import get_plotlyjs_version
+
+    from kllab.harness.dashboard import plotly_bundle_version
+
+    ours, theirs = plotly_bundle_version(), get_plotlyjs_version()
+    assert ours.split(".")[0] == theirs.split(".")[0], (ours, theirs)

@@ -5,7 +5,9 @@ of the page (they go to the server log), cells shown as they finish (progressive
 the ``notebooks/`` folder served, and the kernel of a page that is gone (no connection left) shut
 down after two idle minutes; a page closed normally shuts its kernel down at once (the ``kllab``
 template in :data:`DATA_DIR` makes that work). Pages take their kernels from a pool of one kernel that
-has done its imports already (:mod:`kllab.harness.warm`).
+has done its imports already (:mod:`kllab.harness.warm`). Their plotly figures are drawn by kllab's
+renderer in :data:`DATA_DIR` (``labextensions/kllab-plotly``), with plotly.js's cartesian bundle, in place
+of plotly's own extension, which ``voila.json`` leaves off the pages.
 """
 
 from __future__ import annotations
@@ -21,14 +23,30 @@ from pathlib import Path
 
 from . import catalog
 
-__all__ = ["CONFIG_DIR", "DATA_DIR", "voila_command", "voila_env", "free_port", "serve"]
+__all__ = ["CONFIG_DIR", "DATA_DIR", "PLOTLY_BUNDLE", "plotly_bundle_version", "voila_command", "voila_env", "free_port",
+           "serve"]
 
 CONFIG_DIR = Path(__file__).resolve().parent
 """Where ``voila.json`` lives; passed to Voila as its only config path."""
 
 DATA_DIR = CONFIG_DIR / "jupyter"
-"""A Jupyter data directory holding kllab's Voila template (``voila/templates/kllab``): Voila's lab
-template plus the cookie that lets a closed page shut its kernel down (see its ``index.html.j2``)."""
+"""A Jupyter data directory holding kllab's Voila template (``voila/templates/kllab``: Voila's lab
+template plus the cookie that lets a closed page shut its kernel down, see its ``index.html.j2``) and
+kllab's plotly renderer for the pages (``labextensions/kllab-plotly``, see its ``static/remoteEntry.js``)."""
+
+PLOTLY_BUNDLE = DATA_DIR / "labextensions" / "kllab-plotly" / "static" / "plotly-cartesian.min.js"
+"""plotly.js's cartesian bundle (npm's ``plotly.js-cartesian-dist-min``), which draws the pages' figures."""
+
+
+def plotly_bundle_version() -> str:
+    """The version of :data:`PLOTLY_BUNDLE`, from its header (``"4.1.1"``)."""
+    import re
+
+    with open(PLOTLY_BUNDLE, encoding="utf-8") as f:
+        found = re.search(r"plotly\.js \(cartesian - minified\) v(\S+)", f.read(200))
+    if found is None:
+        raise RuntimeError(f"{PLOTLY_BUNDLE} does not start with plotly.js's cartesian bundle header")
+    return found.group(1)
 
 
 def free_port() -> int:
@@ -60,7 +78,7 @@ def voila_command(port: int, notebook: str | None = None, *, preheat: bool = Fal
 
 def voila_env() -> dict[str, str]:
     """The environment to run Voila in: this one, with :data:`DATA_DIR` first on ``JUPYTER_PATH``
-    so that Voila finds the ``kllab`` template that ``voila.json`` names."""
+    so that Voila finds the ``kllab`` template that ``voila.json`` names, and kllab's plotly renderer."""
     env = dict(os.environ)
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(DATA_DIR), env.get("JUPYTER_PATH")) if p)
     return env

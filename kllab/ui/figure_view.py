@@ -7,12 +7,13 @@ redraws only what changed. That is tens of milliseconds where a fresh plot per u
 ``Output`` widget replacing its plotly MIME output: a new plot, a second full redraw on resize, and
 a PNG snapshot of it) took several hundred.
 
-plotly.js is not sent with the widget: it is the one that JupyterLab's and Voila's plotly extension
-loads once per page (``window.Plotly``). The panel holds a hidden, empty plotly MIME output
-(:func:`plotly_loader`) so that the extension loads it even on a page with no other plotly figure.
-Where the page lists no plotly extension in its config (a front end without it), the view asks the
-kernel at once for the ``plotly.min.js`` that the plotly package ships, so nothing is downloaded from
-the network.
+plotly.js is not sent with the widget: it is the one the page loads once for its plotly MIME outputs
+(``window.Plotly``). In kllab's dashboards that is kllab's own plotly renderer (the ``kllab-plotly``
+extension in ``kllab/harness/jupyter/labextensions``, with plotly.js's cartesian bundle); in JupyterLab
+it is plotly's extension. The panel holds a hidden, empty plotly MIME output (:func:`plotly_loader`) so
+that the page loads it even when no other plotly figure is on it. Where the page lists neither
+extension in its config (a front end without them), the view asks the kernel at once for the
+``plotly.min.js`` that the plotly package ships, so nothing is downloaded from the network.
 
 The page also keeps the figures it is sent, by the knobs' positions, and listens to the knob widgets
 themselves: a move to a position whose figure it holds (one the kernel computed ahead, see
@@ -46,9 +47,10 @@ function hasPlotlyExtension() {  // JupyterLab's and Voila's page config lists t
 
 function plotly(model) {
   if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (window.kllabPlotly) return window.kllabPlotly.load();  // kllab's dashboards: plotly.js's cartesian bundle
   if (loading) return loading;
-  // With the plotly extension the page loads plotly.js for the panel's hidden loader output: wait for
-  // it (a slow page may take seconds). Without it, ask the kernel at once.
+  // With plotly's extension the page loads plotly.js for the panel's hidden loader output: wait for
+  // it (a slow page may take seconds). Without it (nor kllab's), ask the kernel at once.
   const wait = hasPlotlyExtension() ? 60000 : 0;
   loading = new Promise((resolve, reject) => {
     const t0 = Date.now();
@@ -134,8 +136,14 @@ export default {
           // the same figure (or the same knob positions: the same figure again) only changes data-knobs
           const react = t.fig !== drawn && (t.key === null || t.key !== shownKey);
           if (react) {
+            if (div.classList.contains("kl-figure-error")) {  // the last figure failed: start afresh
+              div.classList.remove("kl-figure-error");
+              div.textContent = "";
+            }
             await Plotly.react(div, t.fig.data || [], t.fig.layout || {}, config);
             drawn = t.fig;
+            const unknown = window.kllabPlotly ? window.kllabPlotly.unknownTraces(div, t.fig.data) : [];
+            if (unknown.length) throw new Error(window.kllabPlotly.unknownMessage(unknown));
           }
           shownKey = t.key;
           const t1 = performance.now();
@@ -151,7 +159,9 @@ export default {
           }
         } while (again && !gone);
       } catch (err) {
-        div.textContent = "The figure could not be drawn: " + err;
+        if (window.Plotly) window.Plotly.purge(div);
+        div.className = "kl-figure kl-figure-error";
+        div.textContent = "The figure could not be drawn: " + (err && err.message ? err.message : err);
       } finally {
         drawing = false;
       }
@@ -266,7 +276,7 @@ class FigureView(anywidget.AnyWidget):
 
 
 def plotly_loader() -> W.Output:
-    """A hidden ``Output`` holding an empty plotly figure: it makes the page's plotly extension load
+    """A hidden ``Output`` holding an empty plotly figure: it makes the page's plotly renderer load
     plotly.js (once per page), which every :class:`FigureView` then uses."""
     bundle = {"application/vnd.plotly.v1+json": {"data": [], "layout": {"height": 10, "meta": LOADER_META}}}
     return W.Output(outputs=({"output_type": "display_data", "data": bundle, "metadata": {}},),

@@ -43,7 +43,7 @@ def binder(tmp_path_factory):
     assert post.returncode == 0, post.stdout + post.stderr
     assert "Would install kllab" in post.stdout, post.stdout  # the install line resolves
     for copied in (".jupyter/voila.json", ".jupyter/jupyter_server_config.json",
-                   ".local/share/jupyter/voila/templates/kllab"):
+                   ".local/share/jupyter/voila/templates/kllab", ".local/share/jupyter/labextensions/kllab-plotly"):
         assert (home / copied).exists(), copied
     env.pop("PIP_DRY_RUN"), env.pop("PIP_NO_BUILD_ISOLATION")
     port = free_port()

@@ -29,6 +29,7 @@ from helpers import notebook_params
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from kllab.harness import catalog
+from kllab.harness.dashboard import plotly_bundle_version
 
 SHOTS = BUILD / "screenshots"
 STRESS = {"P37", "primer"}  # a closed-form panel and a training one: their sliders visit both ends in the browser
@@ -304,3 +305,33 @@ def test_a_page_gets_a_warm_kernel_with_an_empty_namespace(tmp_path, chromium):
             assert refilled, "the pool did not refill"
         finally:
             ctx.close()
+
+
+def test_figures_are_drawn_with_plotly_cartesian_bundle_and_other_traces_say_so(tmp_path, chromium):
+    """The page draws plotly outputs with kllab's renderer and plotly.js's cartesian bundle; plotly's own
+    extension (all of plotly.js) is not loaded. A figure and a panel view with a trace type the bundle lacks
+    (which plotly.js would draw as a scatter) each show a one-line error instead."""
+    cells = ["import plotly.graph_objects as go\n"
+             "go.Figure(go.Heatmap(z=[[1, 2], [3, 4]]), layout_title_text='heat').show()",
+             "go.Figure(go.Scatter3d(x=[1, 2], y=[1, 2], z=[1, 2]), layout_title_text='3d').show()",
+             "from kllab.ui.figure_view import FigureView\n"
+             "FigureView(go.Figure(go.Scatterpolar(r=[1, 2], theta=[0, 90])).to_plotly_json())"]
+    nb = new_notebook(cells=[new_markdown_cell("# Traces"), *map(new_code_cell, cells)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "traces.ipynb")
+    with voila_server(root=tmp_path, extra=NO_POOL) as (url, _):
+        ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
+        page = ctx.new_page()
+        try:
+            page.goto(f"{url}/voila/render/traces.ipynb", timeout=120_000)
+            page.wait_for_function("() => document.querySelectorAll('.kl-figure-error').length === 2", timeout=120_000)
+            assert [f["title"] for f in figures(page)] == ["heat"]  # the control: a cartesian trace is drawn
+            lines = errors(page)["figure_errors"]
+            assert any("scatter3d" in t for t in lines) and any("scatterpolar" in t for t in lines), lines
+            loaded = page.evaluate("() => performance.getEntriesByType('resource').map(r => r.name)")
+            assert any("/kllab-plotly/static/plotly-cartesian.min.js" in u for u in loaded), loaded
+            assert not any("/jupyterlab-plotly/" in u for u in loaded), "plotly's own extension was loaded"
+            assert page.evaluate("() => window.Plotly.version") == plotly_bundle_version()
+        finally:
+            ctx.close()
+
