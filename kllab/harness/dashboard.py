@@ -23,8 +23,8 @@ from pathlib import Path
 
 from . import catalog
 
-__all__ = ["CONFIG_DIR", "DATA_DIR", "PLOTLY_BUNDLE", "plotly_bundle_version", "voila_command", "voila_env", "free_port",
-           "serve"]
+__all__ = ["CONFIG_DIR", "DATA_DIR", "PLOTLY_BUNDLE", "plotly_bundle_version", "voila_command", "voila_env",
+           "free_port", "serve"]
 
 CONFIG_DIR = Path(__file__).resolve().parent
 """Where ``voila.json`` lives; passed to Voila as its only config path."""
