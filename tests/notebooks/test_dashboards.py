@@ -18,6 +18,7 @@ served-files checks use the real ``notebooks/`` folder.
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 
 import nbformat
 import pytest
@@ -215,38 +216,49 @@ def test_closing_a_page_shuts_its_kernel_down(fast_server, page):
     assert _status(f"{fast_server}/api/kernels/{kid}") == 404, "the closed page's kernel is still running"
 
 
+def _write_notebook(path, cells) -> None:
+    """A notebook of ``cells`` for a Python 3 kernel, written to ``path``."""
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@contextmanager
+def _page_on(chromium, root, extra=NO_POOL):
+    """A Voila server on the folder ``root`` and a fresh browser page; yields the server's URL and the page."""
+    with voila_server(root=root, extra=extra) as (url, _):
+        ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
+        try:
+            yield url, ctx.new_page()
+        finally:
+            ctx.close()
+
+
 def _broken_dashboard(folder):
     """A one-knob dashboard whose knob callback raises a KeyError at its second option."""
     params = new_code_cell("INTERACTIVE = True  # build the panel")
     params.metadata["tags"] = ["parameters"]
-    nb = new_notebook(cells=[new_markdown_cell("# A broken knob"), params, new_code_cell(
+    _write_notebook(folder / "broken.ipynb", [new_markdown_cell("# A broken knob"), params, new_code_cell(
         "from kllab.ui import plots\nfrom kllab.ui.widgets import KnobPanel, choice\n"
         "def explore(mode):\n    if mode == 'b':\n        return {}['missing']\n"
         "    return [plots.lines([0, 1], {'a': [0, 1]}, title='mode ' + mode)]\n"
         "panel = KnobPanel(explore, {'mode': choice(['a', 'b'], 'a', 'mode')})\ndisplay(panel)"),
         new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('CHECK broken ok')")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, folder / "broken.ipynb")
 
 
 def test_an_exception_in_a_knob_callback_fails_the_dashboard_check(tmp_path, chromium):
     _broken_dashboard(tmp_path)
-    with voila_server(root=tmp_path, extra=NO_POOL) as (url, _):
-        ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
-        page = ctx.new_page()
-        try:
-            open_dashboard(page, f"{url}/voila/render/broken.ipynb")
-            check_no_errors(page, "after loading")
-            with pytest.raises(AssertionError, match="a knob callback raised"):
-                exercise_dashboard(page, 1)
-            assert errors(page)["panel_errors"] == ["error: KeyError: 'missing'"]  # one line, in the page
-            # the panel lives on: the next move redraws and clears the error
-            before = panel(page)["updates"]
-            page.locator(".widget-toggle-buttons button", has_text="a").first.click()
-            wait_for_update(page, before)
-            assert not errors(page)["panel_errors"] and figures(page)[0]["title"] == "mode a"
-        finally:
-            ctx.close()
+    with _page_on(chromium, tmp_path) as (url, page):
+        open_dashboard(page, f"{url}/voila/render/broken.ipynb")
+        check_no_errors(page, "after loading")
+        with pytest.raises(AssertionError, match="a knob callback raised"):
+            exercise_dashboard(page, 1)
+        assert errors(page)["panel_errors"] == ["error: KeyError: 'missing'"]  # one line, in the page
+        # the panel lives on: the next move redraws and clears the error
+        before = panel(page)["updates"]
+        page.locator(".widget-toggle-buttons button", has_text="a").first.click()
+        wait_for_update(page, before)
+        assert not errors(page)["panel_errors"] and figures(page)[0]["title"] == "mode a"
 
 
 def test_cells_tagged_remove_cell_stay_out_of_the_page(tmp_path, chromium):
@@ -255,22 +267,16 @@ def test_cells_tagged_remove_cell_stay_out_of_the_page(tmp_path, chromium):
     params.metadata["tags"] = ["parameters"]
     hidden = new_code_cell("print('MACHINERY-' + 'ONLY')")
     hidden.metadata["tags"] = ["remove-cell"]
-    nb = new_notebook(cells=[new_markdown_cell("# Tags"), params, new_code_cell("print('SHOWN-' + 'LINE')"), hidden,
-                             new_code_cell("from kllab.ui.widgets import solution\nsolution('Exercise 1', 'x = 2')")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "tags.ipynb")
-    with voila_server(root=tmp_path, extra=NO_POOL) as (url, _):
-        ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
-        page = ctx.new_page()
-        try:
-            page.goto(f"{url}/voila/render/tags.ipynb", timeout=120_000)
-            page.wait_for_selector("details.kl-solution", state="attached", timeout=120_000)
-            text = page.inner_text("body")
-            assert "SHOWN-LINE" in text  # the control: an ordinary cell's output is drawn
-            assert "MACHINERY-ONLY" not in text
-            assert page.locator("details.kl-solution[open]").count() == 0
-        finally:
-            ctx.close()
+    _write_notebook(tmp_path / "tags.ipynb", [
+        new_markdown_cell("# Tags"), params, new_code_cell("print('SHOWN-' + 'LINE')"), hidden,
+        new_code_cell("from kllab.ui.widgets import solution\nsolution('Exercise 1', 'x = 2')")])
+    with _page_on(chromium, tmp_path) as (url, page):
+        page.goto(f"{url}/voila/render/tags.ipynb", timeout=120_000)
+        page.wait_for_selector("details.kl-solution", state="attached", timeout=120_000)
+        text = page.inner_text("body")
+        assert "SHOWN-LINE" in text  # the control: an ordinary cell's output is drawn
+        assert "MACHINERY-ONLY" not in text
+        assert page.locator("details.kl-solution[open]").count() == 0
 
 
 def test_a_page_gets_a_warm_kernel_with_an_empty_namespace(tmp_path, chromium):
@@ -285,9 +291,7 @@ def test_a_page_gets_a_warm_kernel_with_an_empty_namespace(tmp_path, chromium):
             "                            'show imports': sorted(set(sys.modules) - before),\n"
             "                            'names': sorted(n for n in globals() if not n.startswith('_') and n not in\n"
             "                                            ('In', 'Out', 'get_ipython', 'exit', 'quit'))}))")
-    nb = new_notebook(cells=[new_markdown_cell("# Warm"), new_code_cell(cell)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "warm.ipynb")
+    _write_notebook(tmp_path / "warm.ipynb", [new_markdown_cell("# Warm"), new_code_cell(cell)])
     with voila_server(root=tmp_path, extra=["--WarmKernelManager.warm_refill_delay=0.5"]) as (url, proc):
         pool = wait_until(lambda: warm_pool(proc), 90, interval=0.5)
         assert pool, "no warm kernel within 90 s"
@@ -316,22 +320,15 @@ def test_figures_are_drawn_with_plotly_cartesian_bundle_and_other_traces_say_so(
              "go.Figure(go.Scatter3d(x=[1, 2], y=[1, 2], z=[1, 2]), layout_title_text='3d').show()",
              "from kllab.ui.figure_view import FigureView\n"
              "FigureView(go.Figure(go.Scatterpolar(r=[1, 2], theta=[0, 90])).to_plotly_json())"]
-    nb = new_notebook(cells=[new_markdown_cell("# Traces"), *map(new_code_cell, cells)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "traces.ipynb")
-    with voila_server(root=tmp_path, extra=NO_POOL) as (url, _):
-        ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
-        page = ctx.new_page()
-        try:
-            page.goto(f"{url}/voila/render/traces.ipynb", timeout=120_000)
-            page.wait_for_function("() => document.querySelectorAll('.kl-figure-error').length === 2", timeout=120_000)
-            assert [f["title"] for f in figures(page)] == ["heat"]  # the control: a cartesian trace is drawn
-            lines = errors(page)["figure_errors"]
-            assert any("scatter3d" in t for t in lines) and any("scatterpolar" in t for t in lines), lines
-            loaded = page.evaluate("() => performance.getEntriesByType('resource').map(r => r.name)")
-            assert any("/kllab-plotly/static/plotly-cartesian.min.js" in u for u in loaded), loaded
-            assert not any("/jupyterlab-plotly/" in u for u in loaded), "plotly's own extension was loaded"
-            assert page.evaluate("() => window.Plotly.version") == plotly_bundle_version()
-        finally:
-            ctx.close()
+    _write_notebook(tmp_path / "traces.ipynb", [new_markdown_cell("# Traces"), *map(new_code_cell, cells)])
+    with _page_on(chromium, tmp_path) as (url, page):
+        page.goto(f"{url}/voila/render/traces.ipynb", timeout=120_000)
+        page.wait_for_function("() => document.querySelectorAll('.kl-figure-error').length === 2", timeout=120_000)
+        assert [f["title"] for f in figures(page)] == ["heat"]  # the control: a cartesian trace is drawn
+        lines = errors(page)["figure_errors"]
+        assert any("scatter3d" in t for t in lines) and any("scatterpolar" in t for t in lines), lines
+        loaded = page.evaluate("() => performance.getEntriesByType('resource').map(r => r.name)")
+        assert any("/kllab-plotly/static/plotly-cartesian.min.js" in u for u in loaded), loaded
+        assert not any("/jupyterlab-plotly/" in u for u in loaded), "plotly's own extension was loaded"
+        assert page.evaluate("() => window.Plotly.version") == plotly_bundle_version()
 
