@@ -13,6 +13,7 @@ of plotly's own extension, which ``voila.json`` leaves off the pages.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,8 +41,6 @@ PLOTLY_BUNDLE = DATA_DIR / "labextensions" / "kllab-plotly" / "static" / "plotly
 
 def plotly_bundle_version() -> str:
     """The version of :data:`PLOTLY_BUNDLE`, from its header (``"4.1.1"``)."""
-    import re
-
     with open(PLOTLY_BUNDLE, encoding="utf-8") as f:
         found = re.search(r"plotly\.js \(cartesian - minified\) v(\S+)", f.read(200))
     if found is None:
