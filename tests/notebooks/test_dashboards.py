@@ -15,6 +15,8 @@ and their training knobs cost seconds; the defaults run under nbval, and
 served-files checks use the real ``notebooks/`` folder.
 """
 
+import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +33,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from kllab.harness import catalog
 from kllab.harness.dashboard import plotly_bundle_version
+from kllab.harness.warm import THREAD_VARIABLES
 
 SHOTS = BUILD / "screenshots"
 STRESS = {"P37", "primer"}  # a closed-form panel and a training one: their sliders visit both ends in the browser
@@ -309,6 +312,39 @@ def test_a_page_gets_a_warm_kernel_with_an_empty_namespace(tmp_path, chromium):
             assert refilled, "the pool did not refill"
         finally:
             ctx.close()
+
+
+THREADS_CELL = ("import json, scipy.linalg, torch\nfrom threadpoolctl import threadpool_info\n"
+                "print('THREADS ' + json.dumps({'libraries': sorted({i['num_threads'] for i in threadpool_info()}),\n"
+                "                               'torch': torch.get_num_threads()}))")
+
+
+@pytest.mark.parametrize("kernel", ["pooled", "started for the page", "control: kernel_threads=0"])
+def test_dashboard_kernels_run_their_math_libraries_on_one_thread(kernel, tmp_path, chromium):
+    """A dashboard's kernel, from the pool or started for its page, has one thread in each BLAS and OpenMP pool
+    (it shares the cores with the browser that draws its figures). The control, ``kernel_threads=0``, leaves
+    the libraries' default: one thread a core."""
+    if any(v in os.environ for v in THREAD_VARIABLES):
+        pytest.skip(f"this environment sets {[v for v in THREAD_VARIABLES if v in os.environ]}, which the kernels keep")
+    if kernel.startswith("control") and (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the libraries' default is one thread too")
+    _write_notebook(tmp_path / "threads.ipynb", [new_markdown_cell("# Threads"), new_code_cell(THREADS_CELL)])
+    extra = {"pooled": ["--WarmKernelManager.warm_refill_delay=60"], "started for the page": NO_POOL,
+             "control: kernel_threads=0": [*NO_POOL, "--WarmKernelManager.kernel_threads=0"]}[kernel]
+    with voila_server(root=tmp_path, extra=extra) as (url, proc):
+        pool = wait_until(lambda: warm_pool(proc), 90, interval=0.5) if kernel == "pooled" else []
+        ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
+        try:
+            page = ctx.new_page()
+            page.goto(f"{url}/voila/render/threads.ipynb", timeout=120_000)
+            page.wait_for_function("() => document.body.innerText.includes('THREADS ')", timeout=120_000)
+            assert (kernel_id(page) in pool) == (kernel == "pooled"), (kernel, pool)
+            line = next(t for t in page.inner_text("body").splitlines() if t.startswith("THREADS "))
+        finally:
+            ctx.close()
+    threads = json.loads(line.removeprefix("THREADS "))
+    one = {"libraries": [1], "torch": 1}
+    assert (threads != one) if kernel.startswith("control") else (threads == one), threads
 
 
 def test_figures_are_drawn_with_plotly_cartesian_bundle_and_other_traces_say_so(tmp_path, chromium):
