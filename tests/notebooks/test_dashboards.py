@@ -324,7 +324,9 @@ def test_dashboard_kernels_run_their_math_libraries_on_one_thread(kernel, tmp_pa
     """A dashboard's kernel, from the pool or started for its page, has one thread in each BLAS and OpenMP pool
     (it shares the cores with the browser that draws its figures). The control, ``kernel_threads=0``, leaves
     the libraries' default: one thread a core."""
-    for name in THREAD_VARIABLES:  # a thread count set in the server's environment is the kernels' (not tested here)
+    # the kernels keep a thread count their server's environment sets, and Dask's Nanny (the sweep tests) writes
+    # them into this process's environment: the server here gets none
+    for name in THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     if kernel.startswith("control") and (os.cpu_count() or 1) < 2:
         pytest.skip("one core: the libraries' default is one thread too")
