@@ -11,8 +11,8 @@ the page redraws it in place with ``Plotly.react``, using the plotly.js that the
 renderer loads once per page (plotly's extension in JupyterLab, kllab's in the dashboards). (A
 ``go.FigureWidget`` would also update in place, but each one ships plotly's 5 MB widget bundle over
 the kernel's websocket and has the browser compile it again: seconds and tens of MB per figure, for
-every page opened.) In a kernel the
-computations run in a worker thread, latest value first: see :class:`KnobPanel`.
+every page opened.) In a kernel the computations run in a worker thread, latest value first: see
+:class:`KnobPanel`.
 """
 
 from __future__ import annotations

@@ -228,11 +228,12 @@ def _write_notebook(path, cells) -> None:
 
 @contextmanager
 def _page_on(chromium, root, extra=NO_POOL):
-    """A Voila server on the folder ``root`` and a fresh browser page; yields the server's URL and the page."""
-    with voila_server(root=root, extra=extra) as (url, _):
+    """A Voila server on the folder ``root`` and a fresh browser page; yields the server's URL, the page and the
+    server's process."""
+    with voila_server(root=root, extra=extra) as (url, proc):
         ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
         try:
-            yield url, ctx.new_page()
+            yield url, ctx.new_page(), proc
         finally:
             ctx.close()
 
@@ -251,7 +252,7 @@ def _broken_dashboard(folder):
 
 def test_an_exception_in_a_knob_callback_fails_the_dashboard_check(tmp_path, chromium):
     _broken_dashboard(tmp_path)
-    with _page_on(chromium, tmp_path) as (url, page):
+    with _page_on(chromium, tmp_path) as (url, page, _):
         open_dashboard(page, f"{url}/voila/render/broken.ipynb")
         check_no_errors(page, "after loading")
         with pytest.raises(AssertionError, match="a knob callback raised"):
@@ -273,7 +274,7 @@ def test_cells_tagged_remove_cell_stay_out_of_the_page(tmp_path, chromium):
     _write_notebook(tmp_path / "tags.ipynb", [
         new_markdown_cell("# Tags"), params, new_code_cell("print('SHOWN-' + 'LINE')"), hidden,
         new_code_cell("from kllab.ui.widgets import solution\nsolution('Exercise 1', 'x = 2')")])
-    with _page_on(chromium, tmp_path) as (url, page):
+    with _page_on(chromium, tmp_path) as (url, page, _):
         page.goto(f"{url}/voila/render/tags.ipynb", timeout=120_000)
         page.wait_for_selector("details.kl-solution", state="attached", timeout=120_000)
         text = page.inner_text("body")
@@ -295,23 +296,18 @@ def test_a_page_gets_a_warm_kernel_with_an_empty_namespace(tmp_path, chromium):
             "                            'names': sorted(n for n in globals() if not n.startswith('_') and n not in\n"
             "                                            ('In', 'Out', 'get_ipython', 'exit', 'quit'))}))")
     _write_notebook(tmp_path / "warm.ipynb", [new_markdown_cell("# Warm"), new_code_cell(cell)])
-    with voila_server(root=tmp_path, extra=["--WarmKernelManager.warm_refill_delay=0.5"]) as (url, proc):
+    with _page_on(chromium, tmp_path, ["--WarmKernelManager.warm_refill_delay=0.5"]) as (url, page, proc):
         pool = wait_until(lambda: warm_pool(proc), 90, interval=0.5)
         assert pool, "no warm kernel within 90 s"
-        ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
-        page = ctx.new_page()
-        try:
-            page.goto(f"{url}/voila/render/warm.ipynb", timeout=120_000)
-            page.wait_for_function("() => document.body.innerText.includes('WARM ')", timeout=120_000)
-            assert kernel_id(page) == pool[0], "the page did not get the pool's kernel"
-            line = next(t for t in page.inner_text("body").splitlines() if t.startswith("WARM "))
-            # before, json, plotly and sys are the cell's; open is IPython's and os Voila's (it sets VOILA_KERNEL_ID)
-            assert line == ('WARM {"torch": true, "show imports": [], '
-                            '"names": ["before", "json", "open", "os", "plotly", "sys"]}'), line
-            refilled = wait_until(lambda: (ks := warm_pool(proc)) and ks[0] != pool[0], 90, interval=0.5)
-            assert refilled, "the pool did not refill"
-        finally:
-            ctx.close()
+        page.goto(f"{url}/voila/render/warm.ipynb", timeout=120_000)
+        page.wait_for_function("() => document.body.innerText.includes('WARM ')", timeout=120_000)
+        assert kernel_id(page) == pool[0], "the page did not get the pool's kernel"
+        line = next(t for t in page.inner_text("body").splitlines() if t.startswith("WARM "))
+        # before, json, plotly and sys are the cell's; open is IPython's and os Voila's (it sets VOILA_KERNEL_ID)
+        assert line == ('WARM {"torch": true, "show imports": [], '
+                        '"names": ["before", "json", "open", "os", "plotly", "sys"]}'), line
+        refilled = wait_until(lambda: (ks := warm_pool(proc)) and ks[0] != pool[0], 90, interval=0.5)
+        assert refilled, "the pool did not refill"
 
 
 THREADS_CELL = ("import json, scipy.linalg, torch\nfrom threadpoolctl import threadpool_info\n"
@@ -333,17 +329,12 @@ def test_dashboard_kernels_run_their_math_libraries_on_one_thread(kernel, tmp_pa
     _write_notebook(tmp_path / "threads.ipynb", [new_markdown_cell("# Threads"), new_code_cell(THREADS_CELL)])
     extra = {"pooled": ["--WarmKernelManager.warm_refill_delay=60"], "started for the page": NO_POOL,
              "control: kernel_threads=0": [*NO_POOL, "--WarmKernelManager.kernel_threads=0"]}[kernel]
-    with voila_server(root=tmp_path, extra=extra) as (url, proc):
+    with _page_on(chromium, tmp_path, extra) as (url, page, proc):
         pool = wait_until(lambda: warm_pool(proc), 90, interval=0.5) if kernel == "pooled" else []
-        ctx = chromium.new_context(viewport={"width": 1280, "height": 800})
-        try:
-            page = ctx.new_page()
-            page.goto(f"{url}/voila/render/threads.ipynb", timeout=120_000)
-            page.wait_for_function("() => document.body.innerText.includes('THREADS ')", timeout=120_000)
-            assert (kernel_id(page) in pool) == (kernel == "pooled"), (kernel, pool)
-            line = next(t for t in page.inner_text("body").splitlines() if t.startswith("THREADS "))
-        finally:
-            ctx.close()
+        page.goto(f"{url}/voila/render/threads.ipynb", timeout=120_000)
+        page.wait_for_function("() => document.body.innerText.includes('THREADS ')", timeout=120_000)
+        assert (kernel_id(page) in pool) == (kernel == "pooled"), (kernel, pool)
+        line = next(t for t in page.inner_text("body").splitlines() if t.startswith("THREADS "))
     threads = json.loads(line.removeprefix("THREADS "))
     one = {"libraries": [1], "torch": 1}
     assert (threads != one) if kernel.startswith("control") else (threads == one), threads
@@ -359,7 +350,7 @@ def test_figures_are_drawn_with_plotly_cartesian_bundle_and_other_traces_say_so(
              "from kllab.ui.figure_view import FigureView\n"
              "FigureView(go.Figure(go.Scatterpolar(r=[1, 2], theta=[0, 90])).to_plotly_json())"]
     _write_notebook(tmp_path / "traces.ipynb", [new_markdown_cell("# Traces"), *map(new_code_cell, cells)])
-    with _page_on(chromium, tmp_path) as (url, page):
+    with _page_on(chromium, tmp_path) as (url, page, _):
         page.goto(f"{url}/voila/render/traces.ipynb", timeout=120_000)
         page.wait_for_function("() => document.querySelectorAll('.kl-figure-error').length === 2", timeout=120_000)
         assert [f["title"] for f in figures(page)] == ["heat"]  # the control: a cartesian trace is drawn
